@@ -1,0 +1,309 @@
+"""Task sets: named-dimension arrays of simulated or measured tasks.
+
+A task set is an :class:`xarray.Dataset` with dims ``task``, ``output``,
+``time`` (and ``space`` for space x time systems), in that order::
+
+    y        (task, output, [space,] time)   observed outputs, NaN where missing
+    y_clean  (task, output, [space,] time)   noise-free outputs (simulations)
+    f        (task, [space,] time)           latent force, where known
+    y_se     (task, output, [space,] time)   known measurement error (optional)
+    <param>  (task,) or (task, output)       kinetic parameters, force hyperparameters
+
+and attrs ``system``, ``time_unit``, ``output_unit``, ``latent_unit``,
+``noise_level``, ``settings`` (JSON) and ``package_version``.  :class:`TaskSet`
+wraps it with validation, I/O, splits, re-meshing and tensor access.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .errors import InvalidInputError
+
+__all__ = ["TaskSet", "Normaliser", "open_taskset"]
+
+NETCDF_ENGINE = "h5netcdf"
+MIN_STD = 1e-12
+"""Standard deviations below this are treated as zero (a constant series) when normalising."""
+
+
+class TaskSet:
+    """A set of tasks over one mesh, backed by an :class:`xarray.Dataset`.
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        With the dims and variables described in this module's docstring.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``y`` is missing or its dims are not ``(task, output, [space,] time)``.
+    """
+
+    def __init__(self, dataset: xr.Dataset):
+        if "y" not in dataset:
+            raise InvalidInputError("A task set needs a variable `y` with dims (task, output, [space,] time).")
+        dims = dataset["y"].dims
+        if dims not in (("task", "output", "time"), ("task", "output", "space", "time")):
+            raise InvalidInputError(f"`y` has dims {dims} but needs (task, output, time) or (task, output, space, time).")
+        if "f" in dataset and dataset["f"].dims != tuple(d for d in dims if d != "output"):
+            raise InvalidInputError(f"`f` has dims {dataset['f'].dims} but needs {tuple(d for d in dims if d != 'output')}.")
+        self.dataset = dataset
+
+    def __repr__(self) -> str:
+        mesh = f"{self.n_space} x {self.n_time}" if self.is_spatial else f"{self.n_time}"
+        return f"<TaskSet {self.system_name or 'measurements'}: {self.n_tasks} tasks, {self.n_outputs} outputs, mesh {mesh}>"
+
+    @property
+    def system_name(self) -> str:
+        """Name of the system that simulated the tasks ('' for measurements)."""
+        return str(self.dataset.attrs.get("system", ""))
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.dataset.sizes["task"])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.dataset.sizes["output"])
+
+    @property
+    def n_time(self) -> int:
+        return int(self.dataset.sizes["time"])
+
+    @property
+    def n_space(self) -> int:
+        return int(self.dataset.sizes.get("space", 0))
+
+    @property
+    def is_spatial(self) -> bool:
+        return "space" in self.dataset["y"].dims
+
+    @property
+    def has_latent(self) -> bool:
+        """Whether the latent force ``f`` is known."""
+        return "f" in self.dataset
+
+    @property
+    def output_names(self) -> list[str]:
+        return [str(v) for v in self.dataset["output"].values]
+
+    @property
+    def time(self) -> torch.Tensor:
+        """Tensor ``(time,)`` float64."""
+        return torch.as_tensor(self.dataset["time"].values, dtype=torch.float64)
+
+    @property
+    def space(self) -> torch.Tensor | None:
+        """Tensor ``(space,)`` float64, or ``None`` for time-only tasks."""
+        return torch.as_tensor(self.dataset["space"].values, dtype=torch.float64) if self.is_spatial else None
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Per-task variables other than the outputs and the force."""
+        skip = {"y", "y_clean", "f", "y_se", "noise_std"}
+        return [name for name, var in self.dataset.data_vars.items() if name not in skip and var.dims[:1] == ("task",)]
+
+    def tensor(self, name: str, tasks=None, *, device=None, dtype=torch.float64) -> torch.Tensor:
+        """Return variable ``name`` for ``tasks`` (index, slice or list) as a tensor, loading only those tasks."""
+        variable = self.dataset[name]
+        if tasks is not None:
+            variable = variable.isel(task=tasks)
+        return torch.as_tensor(np.asarray(variable.values, dtype=np.float64), dtype=dtype, device=device)
+
+    def y(self, tasks=None, **kwargs) -> torch.Tensor:
+        """Outputs, Tensor ``(task, output, [space,] time)``; NaN where not observed."""
+        return self.tensor("y", tasks, **kwargs)
+
+    def f(self, tasks=None, **kwargs) -> torch.Tensor:
+        """Latent force, Tensor ``(task, [space,] time)``."""
+        if not self.has_latent:
+            raise InvalidInputError("This task set has no latent force `f` (measurements only carry outputs).")
+        return self.tensor("f", tasks, **kwargs)
+
+    def isel(self, tasks) -> "TaskSet":
+        """The task set restricted to ``tasks`` (positions)."""
+        return TaskSet(self.dataset.isel(task=tasks))
+
+    def split(self, n_test: int | float, *, seed: int = 0) -> tuple["TaskSet", "TaskSet"]:
+        """Split into ``(train, test)`` with a permutation drawn from ``seed``.
+
+        ``n_test`` is a count, or a fraction of the tasks if below 1.
+        """
+        count = int(round(n_test * self.n_tasks)) if 0 < n_test < 1 else int(n_test)
+        if not 0 < count < self.n_tasks:
+            raise InvalidInputError(f"Cannot hold out {n_test} of {self.n_tasks} tasks; keep at least one on each side.")
+        order = np.random.default_rng(seed).permutation(self.n_tasks)
+        return self.isel(np.sort(order[count:])), self.isel(np.sort(order[:count]))
+
+    def coarsen(self, time: int = 1, space: int = 1) -> "TaskSet":
+        """Keep every ``time``-th time and ``space``-th space point (41 x 41 -> 21 x 21 with 2, 2)."""
+        index = {"time": slice(None, None, time)}
+        if self.is_spatial:
+            index["space"] = slice(None, None, space)
+        return TaskSet(self.dataset.isel(index))
+
+    def window(self, t_min: float | None = None, t_max: float | None = None) -> "TaskSet":
+        """Keep the times in ``[t_min, t_max]`` (for example a training window for extrapolation)."""
+        times = self.dataset["time"].values
+        keep = np.ones(times.shape, dtype=bool)
+        if t_min is not None:
+            keep &= times >= t_min
+        if t_max is not None:
+            keep &= times <= t_max
+        if keep.sum() < 2:
+            raise InvalidInputError(f"The window [{t_min}, {t_max}] keeps {int(keep.sum())} time point(s); it needs at least 2.")
+        return TaskSet(self.dataset.isel(time=np.flatnonzero(keep)))
+
+    def batches(self, batch_size: int, *, seed: int | None = None, device=None) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """Stream ``(task_index, y, f)`` batches, reading only one batch at a time from a lazy file.
+
+        ``seed`` shuffles the order of the batches' tasks; ``None`` keeps file order.
+        """
+        order = np.arange(self.n_tasks) if seed is None else np.random.default_rng(seed).permutation(self.n_tasks)
+        for start in range(0, self.n_tasks, batch_size):
+            index = np.sort(order[start : start + batch_size])
+            yield index, self.y(index, device=device), self.f(index, device=device)
+
+    def load(self) -> "TaskSet":
+        """Read every variable into memory."""
+        return TaskSet(self.dataset.load())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the task set as netCDF (atomically: a failed write leaves no partial file)."""
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE)
+            os.replace(partial, path)
+        finally:
+            if partial.exists():
+                partial.unlink()
+        return path
+
+
+def open_taskset(path: str | os.PathLike, *, lazy: bool = True, chunk_tasks: int = 1024) -> TaskSet:
+    """Open a task set saved as netCDF.
+
+    Parameters
+    ----------
+    lazy : bool
+        Keep the data on disk and read tasks as they are asked for (dask chunks of
+        ``chunk_tasks`` tasks), so a task set larger than memory can be trained on.
+
+    Raises
+    ------
+    InvalidInputError
+        If the file does not exist, is not netCDF or is not a task set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"No task set file at {str(path)!r}.")
+    try:
+        dataset = xr.open_dataset(path, engine=NETCDF_ENGINE, chunks={"task": chunk_tasks} if lazy else None)
+    except Exception as error:  # the engines raise many unrelated types for a bad file
+        raise InvalidInputError(f"{path.name} is not a readable netCDF file ({type(error).__name__}: {error}).") from error
+    if not lazy:
+        dataset = dataset.load()
+    return TaskSet(dataset)
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Invertible affine standardisation of outputs, latent force and time.
+
+    Fitted on training tasks only: ``y`` per output over (task, mesh), ``f`` over
+    (task, mesh); time is mapped to ``[0, 1]`` over the training window.  Test
+    tasks never contribute to the statistics.
+
+    Attributes
+    ----------
+    y_mean, y_std : tuple of float, one per output
+    f_mean, f_std : float
+    time_offset, time_scale : float
+        ``time_normalised = (time - time_offset) / time_scale``.
+    space_offset, space_scale : float
+    """
+
+    y_mean: tuple[float, ...]
+    y_std: tuple[float, ...]
+    f_mean: float
+    f_std: float
+    time_offset: float
+    time_scale: float
+    space_offset: float = 0.0
+    space_scale: float = 1.0
+    mesh_dims: int = 1
+
+    @classmethod
+    def fit(cls, tasks: TaskSet) -> "Normaliser":
+        """Fit on ``tasks`` (the training set)."""
+        reduce = [d for d in tasks.dataset["y"].dims if d != "output"]
+        y_mean = tasks.dataset["y"].mean(reduce, skipna=True).values
+        y_std = tasks.dataset["y"].std(reduce, skipna=True).values
+        f_mean, f_std = (0.0, 1.0)
+        if tasks.has_latent:
+            f_mean = float(tasks.dataset["f"].mean().values)
+            f_std = float(tasks.dataset["f"].std().values)
+        time = tasks.time
+        space = tasks.space
+        return cls(
+            y_mean=tuple(float(v) for v in np.asarray(y_mean)),
+            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in np.asarray(y_std)),
+            f_mean=f_mean,
+            f_std=max(f_std, MIN_STD),
+            time_offset=float(time[0]),
+            time_scale=float(max(time[-1] - time[0], MIN_STD)),
+            space_offset=float(space[0]) if space is not None else 0.0,
+            space_scale=float(max(space[-1] - space[0], MIN_STD)) if space is not None else 1.0,
+            mesh_dims=2 if tasks.is_spatial else 1,
+        )
+
+    def _y_stats(self, like: torch.Tensor):
+        shape = (-1,) + (1,) * self.mesh_dims
+        mean = like.new_tensor(self.y_mean).reshape(shape)
+        std = like.new_tensor(self.y_std).reshape(shape)
+        return mean, std
+
+    def transform_y(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardise ``y (..., output, [space,] time)``."""
+        mean, std = self._y_stats(y)
+        return (y - mean) / std
+
+    def inverse_y(self, y: torch.Tensor, variance: bool = False) -> torch.Tensor:
+        """Undo :meth:`transform_y`; with ``variance=True`` scale a variance instead of a value."""
+        mean, std = self._y_stats(y)
+        return y * std**2 if variance else y * std + mean
+
+    def transform_f(self, f: torch.Tensor) -> torch.Tensor:
+        return (f - self.f_mean) / self.f_std
+
+    def inverse_f(self, f: torch.Tensor, variance: bool = False) -> torch.Tensor:
+        return f * self.f_std**2 if variance else f * self.f_std + self.f_mean
+
+    def transform_time(self, time: torch.Tensor) -> torch.Tensor:
+        return (time - self.time_offset) / self.time_scale
+
+    def transform_space(self, space: torch.Tensor) -> torch.Tensor:
+        return (space - self.space_offset) / self.space_scale
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Normaliser":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def settings_json(settings: dict) -> str:
+    """Serialise settings for a netCDF attribute (netCDF attrs cannot hold dicts)."""
+    return json.dumps(settings, sort_keys=True, default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value))

@@ -1,0 +1,65 @@
+"""Exceptions and warnings raised by ``dklfm_explore``.
+
+Every error a caller can cause derives from :class:`DKLFMError` and from the
+builtin that matches it, so ``except ValueError`` keeps working.  The message is
+one sentence: what is wrong, the offending value, what is accepted.
+"""
+
+__all__ = [
+    "DKLFMError",
+    "InvalidInputError",
+    "UnknownNameError",
+    "NotTrainedError",
+    "CheckpointError",
+    "CholeskyError",
+    "TrainingDivergedError",
+    "DeviceError",
+    "CancelledError",
+    "ExtrapolationWarning",
+]
+
+
+class DKLFMError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(DKLFMError, ValueError):
+    """An argument, array or file does not have the form that is accepted."""
+
+
+class UnknownNameError(DKLFMError, ValueError):
+    """A name looked up in a registry (system, kernel, baseline) is not there."""
+
+    def __init__(self, kind: str, name: str, valid):
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(
+            f"Unknown {kind} {name!r}; valid {kind}s are: {', '.join(self.valid)}."
+        )
+
+
+class NotTrainedError(DKLFMError, RuntimeError):
+    """A model was asked to predict before it was trained or loaded."""
+
+
+class CheckpointError(DKLFMError, ValueError):
+    """A checkpoint file is unreadable, corrupted or does not match its use."""
+
+
+class CholeskyError(DKLFMError, RuntimeError):
+    """A covariance matrix stayed non positive definite at the largest jitter."""
+
+
+class TrainingDivergedError(DKLFMError, RuntimeError):
+    """The training loss or the parameters became NaN or infinite."""
+
+
+class DeviceError(DKLFMError, ValueError):
+    """A requested compute device is unknown or not available on this machine."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A query lies outside the inputs the model was trained on."""
+
+
+class CancelledError(DKLFMError):
+    """A long job (simulation, training) was cancelled by its caller; nothing partial was kept."""
