@@ -1,0 +1,16 @@
+import pytest
+import torch
+
+
+@pytest.fixture
+def generator():
+    """A seeded CPU generator: every random test draws from it, never from a global RNG."""
+    return torch.Generator().manual_seed(1234)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
