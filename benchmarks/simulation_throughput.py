@@ -1,6 +1,6 @@
 """Simulation throughput: tasks per second for transcription tasks (default 10,000 x 5 genes x 100 points).
 
-    python benchmarks/simulation_throughput.py [--tasks 10000] [--points 100] [--device auto] [--repeats 3]
+    python -m benchmarks.simulation_throughput [--tasks 10000] [--points 100] [--device auto] [--repeats 3]
 
 Writes ``benchmarks/results/simulation_throughput.json``.  Times are wall-clock on the device given; on the CPU
 they are only comparable with runs on the same machine.
@@ -15,10 +15,7 @@ import torch
 
 from dklfm_explore import resolve_device, simulate
 
-try:
-    from provenance import header, write_json
-except ImportError:  # run as a module
-    from benchmarks.provenance import header, write_json
+from benchmarks.provenance import header, write_json
 
 
 def main(argv=None) -> dict:
