@@ -293,8 +293,10 @@ def _decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
         raise InvalidInputError(
-            f"{source} is not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start}); save it as CSV (UTF-8)."
+            f"{source} is not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); "
+            "save it as CSV (UTF-8)."
         ) from error
 
 
