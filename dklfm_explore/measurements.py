@@ -5,10 +5,13 @@ CSV format
 One row per measured point, one column per observed output::
 
     # title: p53 targets after 5 Gy
-    time [h],replicate,DDB2 [MAS5 signal],p21 [MAS5 signal],force,DDB2_se,p21_se
-    0,1,211.6,5.9,,22.69,4.08
-    2,1,482.58,117.02,,39.14,14.11
-    0,2,168.0,,,20.24,
+    time [h],replicate,DDB2 [MAS5 signal],p21 [MAS5 signal],DDB2_se,p21_se
+    0,1,211.6,5.9,22.69,4.08
+    2,1,482.58,117.02,39.14,14.11
+    4,1,1104.54,418.56,79.74,33.62
+    4,2,954.43,310.47,46.0,28.3
+    0,2,168.0,,20.24,
+    2,2,431.61,118.89,39.15,16.0
 
 * ``time`` (required): the measurement times, any order, irregular spacing allowed.
 * ``space`` (optional): the position, for space x time systems.
@@ -529,6 +532,8 @@ def _netcdf_dataset(data: bytes, source: str) -> xr.Dataset:
         if name in dataset:
             if set(dataset[name].dims) != set(needed):
                 raise InvalidInputError(f"Variable {name!r} of {source} has dims {dataset[name].dims} but needs {needed}.")
+            if not np.issubdtype(dataset[name].dtype, np.number):
+                raise InvalidInputError(f"Variable {name!r} of {source} holds {dataset[name].dtype} values; it needs numbers.")
             dataset[name] = dataset[name].transpose(*needed).astype(np.float64)
     if "y_clean" in dataset and set(dataset["y_clean"].dims) == set(dataset["y"].dims):
         dataset["y_clean"] = dataset["y_clean"].transpose(*dataset["y"].dims)

@@ -336,3 +336,23 @@ def test_arbitrary_csv_like_text_never_crashes(text):
 def test_arbitrary_tables_never_crash(header, rows, delimiter):
     text = "\n".join(delimiter.join(row) for row in [header] + rows)
     load_or_reject(text.encode())
+
+
+def test_the_documented_example_loads():
+    import dklfm_explore.measurements as module
+
+    block = module.__doc__.split("::")[1].split("\n* ")[0]
+    text = "\n".join(line[4:] for line in block.strip("\n").splitlines())
+    tasks = load(text)
+    assert tasks.dataset["task"].values.tolist() == [1, 2]
+    assert tasks.time.tolist() == [0.0, 2.0, 4.0]
+    np.testing.assert_array_equal(mesh_values(tasks)[1, 1], [np.nan, 118.89, 310.47])
+    assert mesh_values(tasks, "y_se")[0, 0, 2] == 79.74
+    assert tasks.dataset.attrs["title"] == "p53 targets after 5 Gy"
+
+
+def test_netcdf_with_text_values_is_rejected(tmp_path):
+    dataset = xr.Dataset({"y": (("output", "time"), [["a", "b", "c"]])}, coords={"time": [0.0, 1.0, 2.0], "output": ["a"]})
+    dataset.to_netcdf(tmp_path / "text.nc", engine="h5netcdf")
+    with pytest.raises(InvalidInputError, match="'y' of text.nc holds .* values; it needs numbers"):
+        load_measurements(tmp_path / "text.nc")
