@@ -86,7 +86,9 @@ CLASSIC_NETCDF_MAGIC = b"CDF"
 ZIP_MAGIC = b"PK\x03\x04"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 BINARY_FRACTION = 0.1
-"""Text with more than this share of control bytes (other than tab, CR, LF) is reported as binary."""
+BINARY_SNIFF_BYTES = 4096
+"""Text with more than this share of control bytes (other than tab, CR, LF) in its first
+``BINARY_SNIFF_BYTES`` bytes is reported as binary."""
 EXAMPLE_TIME_POINTS = 9
 EXAMPLE_SPACE_POINTS = 5
 EXAMPLE_DIGITS = 4
@@ -272,8 +274,12 @@ def _read_source(source, name: str | None) -> tuple[bytes, str]:
             raise InvalidInputError("The measurement file object must be opened in binary mode ('rb').")
         return bytes(data), name or str(getattr(source, "name", "upload"))
     path = Path(source)
-    if not path.is_file():
-        raise InvalidInputError(f"No measurement file at {str(path)!r}.")
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):
+        is_file = False
+    if not is_file:
+        raise InvalidInputError(f"No measurement file at {str(path)[:MAX_SHOWN]!r}.")
     try:
         return path.read_bytes(), name or path.name
     except OSError as error:
@@ -290,8 +296,9 @@ def _decode(data: bytes, source: str) -> str:
             return data.decode("utf-16")
         except UnicodeDecodeError as error:
             raise InvalidInputError(f"{source} starts like UTF-16 text but is not; save it as CSV (UTF-8).") from error
-    controls = sum(byte < 9 or 13 < byte < 32 for byte in data[:4096])
-    if b"\x00" in data or controls > BINARY_FRACTION * min(len(data), 4096):
+    head = data[:BINARY_SNIFF_BYTES]
+    controls = sum(byte < 9 or 13 < byte < 32 for byte in head)
+    if b"\x00" in data or controls > BINARY_FRACTION * len(head):
         raise InvalidInputError(f"{source} looks like a binary file, not CSV text; upload a CSV or a netCDF file.")
     try:
         return data.decode("utf-8-sig")
@@ -310,7 +317,7 @@ def _split_header(cell: str) -> tuple[str, str]:
     return cell.strip(), ""
 
 
-def _csv_dataset(text: str, source: str) -> xr.Dataset:
+def _csv_dataset(text: str, source: str) -> tuple[xr.Dataset, bool]:
     lines = io.StringIO(text, newline="").readlines()
     metadata, first = {}, 0
     while first < len(lines) and (not lines[first].strip() or lines[first].lstrip().startswith("#")):

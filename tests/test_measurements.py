@@ -273,8 +273,9 @@ def test_expected_outputs_mismatch_names_counts_and_missing_outputs():
 
 
 def test_missing_path_and_netcdf_without_y(tmp_path):
-    with pytest.raises(InvalidInputError, match="No measurement file"):
-        load_measurements(tmp_path / "nope.csv")
+    for missing in (tmp_path / "nope.csv", "a\x00b"):
+        with pytest.raises(InvalidInputError, match="No measurement file"):
+            load_measurements(missing)
     path = tmp_path / "other.nc"
     xr.Dataset({"z": (("time",), [1.0, 2.0, 3.0])}, coords={"time": [0.0, 1.0, 2.0]}).to_netcdf(path, engine="h5netcdf")
     with pytest.raises(InvalidInputError, match="no variable 'y' \\(found: z\\)"):
