@@ -155,11 +155,11 @@ def _infer_dklfm(model, observed: TaskSet, device, **query):
 
 
 def _per_task(observed: TaskSet, settings: Settings, device, **query):
-    from dklfm_explore.model.baselines import fit_per_task_lfm
+    from dklfm_explore.model.baselines import per_task_posterior
 
     options = {} if settings.per_task_iterations is None else {"iterations": settings.per_task_iterations}
     with PeakMemory(device) as memory:
-        result, seconds = _timed(lambda: fit_per_task_lfm(observed, device=device, **options, **query), device)
+        result, seconds = _timed(lambda: per_task_posterior(observed, device=device, threads=None, **options, **query), device)
     return result, seconds, memory.peak_mb
 
 
