@@ -11,7 +11,6 @@ while the held-out latent error rises).  Training stops early after
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -287,13 +286,13 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         epoch_loss = float(np.mean(losses)) if losses else math.nan
         elapsed = time.perf_counter() - start_time
         if stop is not None and (stop[0] == "diverged" or not losses):
             reason, message = stop
             if best_state is None and reason != "diverged":
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = _snapshot(model)
             break
         model.eval()
         try:
@@ -305,7 +304,7 @@ def train(
             reason, message = "diverged", f"The validation latent MSE became {score} after epoch {epoch}."
             break
         if score < best_score:
-            best_score, best_state, epochs_since_best = score, copy.deepcopy(model.state_dict()), 0
+            best_score, best_state, epochs_since_best = score, _snapshot(model), 0
             best_validation = score if validation is not None else None
         else:
             epochs_since_best += 1
@@ -363,3 +362,8 @@ def _complete(model_config: ModelConfig | None, tasks: TaskSet) -> ModelConfig:
     if model_config.input_dim is not None and model_config.input_dim != input_dim:
         raise InvalidInputError(f"ModelConfig.input_dim is {model_config.input_dim} but the tasks' mesh has {input_dim} dimension(s).")
     return replace(model_config, n_outputs=tasks.n_outputs, input_dim=input_dim).validate()
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the model's weights."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}

@@ -205,6 +205,13 @@ class DKLFM(nn.Module):
         self.raw_output_noise = nn.Parameter(torch.full((config.n_outputs,), raw_noise, dtype=torch.float64))
         self.raw_latent_noise = nn.Parameter(torch.tensor(raw_noise, dtype=torch.float64))
 
+    def state_dict(self, *args, **kwargs):
+        """The weights only: drops the ``_metadata`` entry neuralop's FNO adds (its constructor arguments,
+        which are not tensors and would break ``torch.load(weights_only=True)``)."""
+        state = super().state_dict(*args, **kwargs)
+        state.pop("_metadata", None)
+        return state
+
     @property
     def output_noise(self) -> torch.Tensor:
         """``sigma_y``, Tensor ``(output,)`` float64 (standard deviation, standardised units)."""

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.fixture
+def seed() -> int:
+    return 0
