@@ -279,7 +279,7 @@ def train(
                 stop = ("diverged", f"Epoch {epoch}, batch {batch + 1}: {error}")
                 break
             if not torch.isfinite(loss):
-                stop = ("diverged", f"The training loss became {float(loss)} at epoch {epoch}, batch {batch + 1}.")
+                stop = ("diverged", f"The training loss became {loss.item()} at epoch {epoch}, batch {batch + 1}.")
                 break
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
