@@ -9,9 +9,20 @@ from dklfm_explore.model.embedding import TaskEmbedding, interpolate_rows, to_re
 
 
 def _embedding(mesh_dims, seed):
+    """An embedding with a random (not zero) last layer, as after some training."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return TaskEmbedding(mesh_dims, embedding_dim=16, width=32, modes=8)
+        embedding = TaskEmbedding(mesh_dims, embedding_dim=16, width=32, modes=8)
+        embedding.operator.projection.fcs[-1].reset_parameters()
+    return embedding
+
+
+def test_embedding_starts_at_zero(seed):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        embedding = TaskEmbedding(1, embedding_dim=4, width=8, modes=4)
+    time = torch.linspace(0, 1, 11, dtype=torch.float64)
+    assert torch.equal(embedding(torch.randn(2, 3, 11, dtype=torch.float64), (time,)), torch.zeros(2, 3, 4))
 
 
 def test_shape_and_dtype(seed):

@@ -40,7 +40,9 @@ class TaskEmbedding(nn.Module):
     n_layers : int
         Fourier layers.
 
-    The FNO runs in float32.
+    The FNO runs in float32.  Its last projection layer starts at zero, so every embedding is 0 at
+    initialisation and output points share the latent points' features (``K_hy = K_hh``): measured,
+    a random initial embedding let training stick at the prior (DESIGN.md pitfalls).
     """
 
     def __init__(self, mesh_dims: int, embedding_dim: int, width: int, modes: int, n_layers: int = 2):
@@ -56,6 +58,9 @@ class TaskEmbedding(nn.Module):
             n_layers=n_layers,
             positional_embedding=None,
         )
+        last = self.operator.projection.fcs[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, y: torch.Tensor, coords: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Embed every output curve.
