@@ -66,7 +66,9 @@ import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
+from ...simulate import make_mesh
 from ...systems.base import System
+from ...systems.forces import rbf_covariance
 from ...systems.reaction_diffusion import SERIES_TERMS_PER_POINT, sine_modes
 from ._common import (
     check_observed,
@@ -250,8 +252,6 @@ def sim_joint_covariance(
     """
     n_tasks, n_outputs = sensitivity.shape
     n_time = time.numel()
-    from ...systems.forces import rbf_covariance
-
     k_ff = rbf_covariance(time, time, lengthscale, variance)
     k_fy = sim_cross_covariance(time, time, sensitivity, decay, lengthscale, variance).reshape(n_tasks, n_time, -1)
     k_yy = sim_output_covariance(time, time, sensitivity, decay, lengthscale, variance).reshape(n_tasks, n_outputs * n_time, -1)
@@ -590,8 +590,6 @@ def _simulation_force_space(tasks: TaskSet, system: System) -> torch.Tensor | No
     settings = settings_of(tasks)
     if not settings:
         return None
-    from ...simulate import make_mesh
-
     mesh = make_mesh(system, n_points=settings.get("n_points"), grid=settings.get("grid"), t_range=settings.get("t_range"))
     return mesh.force_space
 
