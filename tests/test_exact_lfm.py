@@ -231,7 +231,7 @@ def test_bad_input_raises_clear_errors(linear_tasks):
     with pytest.raises(InvalidInputError, match="y_clean"):
         from dklfm_explore.data import TaskSet
 
-        exact_posterior(TaskSet(linear_tasks.dataset.drop_vars("y_clean")))
+        exact_posterior(TaskSet(linear_tasks.dataset.drop_vars(["y_clean", "noise_std"])))
     empty = linear_tasks.dataset.copy(deep=True)
     empty["y"][0] = np.nan
     with pytest.raises(InvalidInputError, match="Task 0 has 0 observed"):

@@ -450,7 +450,7 @@ def _condition(
 
 
 def _noise_std(tasks: TaskSet, noise_std) -> torch.Tensor:
-    """Noise standard deviation per output ``(output,)``: given, or the simulator's rule on ``y_clean``."""
+    """Noise standard deviation per output ``(output,)``: given, recorded by the simulator, or its rule on ``y_clean``."""
     if noise_std is not None:
         values = torch.as_tensor(np.asarray(noise_std, dtype=np.float64)).reshape(-1)
         if values.numel() == 1:
@@ -460,6 +460,8 @@ def _noise_std(tasks: TaskSet, noise_std) -> torch.Tensor:
                 f"noise_std needs one non-negative value or one per output ({tasks.n_outputs}), got {values.numel()} value(s)."
             )
         return values
+    if "noise_std" in tasks.dataset and tasks.dataset["noise_std"].dims == ("output",):
+        return torch.as_tensor(np.asarray(tasks.dataset["noise_std"].values, dtype=np.float64))
     if "y_clean" not in tasks.dataset:
         raise InvalidInputError("The task set has no `y_clean` to recompute the noise level from; pass noise_std (one value per output).")
     level = float(tasks.dataset.attrs.get("noise_level", 0.0))
