@@ -36,6 +36,7 @@ import xarray as xr
 from benchmarks.provenance import RESULTS, header, write_json
 from dklfm_explore import TaskSet, get_system, resolve_device, simulate
 from dklfm_explore.metrics import latent_metrics, output_metrics
+from dklfm_explore.runtime import tune_allocator
 
 FAMILIES = ("transcription", "transcription-linear", "reaction-diffusion", "lotka-volterra-extrapolation")
 ROW_KEYS = ("family", "method", "n_train", "n_test", "latent_mse", "output_mse", "coverage95", "nlpd",
@@ -333,6 +334,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    tune_allocator()
     settings = Settings.quick_settings() if args.quick else Settings()
     device = resolve_device(args.device)
     chosen = [f.strip() for f in args.families.split(",") if f.strip()]
