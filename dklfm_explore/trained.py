@@ -116,7 +116,8 @@ class TrainedModel:
             ``"self"`` standardises each output by the uploaded data's own pooled mean/std (over
             all its tasks/replicates and mesh points), for measurements on another scale (e.g.
             hundreds of expression units); outputs are mapped back with the same statistics.
-            ``"auto"`` picks ``"training"`` when the tasks come from the model's system, else ``"self"``.
+            ``"auto"`` picks ``"training"`` when the tasks are a simulation (they carry ``y_clean``) of the
+            model's system, else ``"self"``: measurements are never assumed to share the simulation's scale.
             The latent force is always returned in the training set's latent units.
 
         Returns
@@ -153,7 +154,8 @@ class TrainedModel:
         if output_scaling not in OUTPUT_SCALINGS:
             raise InvalidInputError(f"output_scaling {output_scaling!r} is not one of {', '.join(OUTPUT_SCALINGS)}.")
         if output_scaling == "auto":
-            output_scaling = "training" if tasks.system_name and tasks.system_name == self.system_name else "self"
+            simulated = "y_clean" in tasks.dataset and tasks.system_name == self.system_name
+            output_scaling = "training" if simulated else "self"
 
         device = self.device
         user_time = tasks.time
