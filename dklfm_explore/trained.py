@@ -170,8 +170,11 @@ class TrainedModel:
             query = (self.normaliser.transform_space(query_space),) + query
         elif space is not None:
             raise InvalidInputError("A space query was given but the tasks are over time only.")
-        for name, values in zip(("space", "time")[-len(query):], query):
-            _warn_if_outside(values, name)
+        slope = float(to_training_time(torch.tensor(1.0, dtype=torch.float64)) - to_training_time(torch.tensor(0.0, dtype=torch.float64)))
+        offset = float(to_training_time(torch.tensor(0.0, dtype=torch.float64)))
+        trained_on = {"time": tuple((bound - offset) / slope for bound in self.time_window), "space": self.space_window}
+        for name, values, user in zip(("space", "time")[-len(query):], query, (query_space, query_time)[-len(query):]):
+            _warn_if_outside(values, name, user, trained_on[name])
 
         y = tasks.y()
         if output_scaling == "training":
@@ -324,13 +327,14 @@ def _coordinate(values, name: str) -> torch.Tensor:
     return tensor
 
 
-def _warn_if_outside(normalised: torch.Tensor, name: str) -> None:
+def _warn_if_outside(normalised: torch.Tensor, name: str, user: torch.Tensor, trained_on) -> None:
+    """Warn when a query (normalised: the training window is [0, 1]) leaves the window by more than the margin."""
     low, high = float(normalised.min()), float(normalised.max())
     if low < -EXTRAPOLATION_MARGIN or high > 1 + EXTRAPOLATION_MARGIN:
         warnings.warn(
             ExtrapolationWarning(
-                f"The {name} query spans [{low:.2f}, {high:.2f}] of the training window [0, 1]; "
-                "predictions beyond it are extrapolations."
+                f"The {name} query spans {float(user.min()):g} to {float(user.max()):g} but the model was trained on "
+                f"{trained_on[0]:g} to {trained_on[1]:g} (on this axis); predictions beyond that are extrapolations."
             ),
             stacklevel=3,
         )
