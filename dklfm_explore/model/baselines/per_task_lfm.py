@@ -12,9 +12,26 @@ conditional mean ``g(t) = mu + K(t, z) L^{-T} v``.  The force that drives the
 ODE is ``link(g)``: ``system.activation`` when the system has one (softplus for
 ``transcription``, identity for ``transcription-linear``), ``exp`` for
 ``lotka-volterra`` (a positive predator), identity otherwise.  The outputs are
-``system.integrate`` (torchdiffeq, the system's fixed-step method and step) with
-that force, observed with Gaussian noise of one learned standard deviation per
+``system.integrate`` (torchdiffeq, the system's fixed-step method) with that
+force, observed with Gaussian noise of one learned standard deviation per
 output.
+
+**Window and solver step.**  The fit integrates from the start to the last
+observed time only, and the inducing grid covers that window: later outputs do
+not enter the likelihood.  The step is :func:`fit_step`, a quarter
+(``SOLVER_STEPS_PER_TIME_SCALE``) of the force prior's shortest time scale: the
+force is the smooth GP interpolant, read exactly at every solver stage, so the
+step follows its resolution, not the simulator's, which must resolve a
+piecewise-linear force (Lotka-Volterra: 0.16 against 0.05).  Each interval
+between observed times is split into equal steps no longer than that.  After the
+fit, a step-doubling estimate ``|y_h - y_{h/2}|`` of the solver error at the
+observed values is checked against the fitted noise std: above
+``SOLVER_TOLERANCE`` of it the step is halved (never below the system's
+``max_step``) and the fit goes on for another ``iterations``.  Beyond the window,
+the GP's values on an extension of the inducing grid (same spacing) are drawn
+from the prior conditional on the fitted inducing values -- exactly the
+per-task posterior there, since the data constrain only the window -- and the
+draws are solved over the whole query range with the same step.
 
 **Fit (MAP).**  Adam on the negative log posterior
 
@@ -39,21 +56,29 @@ the force's scale and offset traded against the kinetics -- at the MAP, with the
 Gauss-Newton Hessian ``J^T diag(1/sigma^2) J`` plus the priors' precisions
 (``1`` for ``v``, ``1/s_0`` for ``mu``, ``sigmoid(r)(1 - sigmoid(r))`` for ``r``);
 ``J = d y_hat / d theta`` is exact, by forward-mode differentiation through the
-solver.  Kernel hyperparameters and noise stay at their MAP values.
+solver, with one tangent per batch copy, in chunks of whole tasks (each with all
+its tangents) whose tensors stay near ``LAPLACE_CHUNK_BYTES`` (256 MB, one task
+at least; a Lotka-Volterra task observed at 60 points on 0-30 needs ~9 MB); the draws are
+solved in chunks by the same bound.  Kernel hyperparameters and noise stay at
+their MAP values.
 ``n_samples`` draws of ``theta`` give the latent ``link(g)`` (plus the GP's
 variance between the inducing points) and the noise-free outputs by solving the
 ODE for every draw.  The result reports the MAP fit as the mean (the draws'
 average is biased by the sigmoid ranges: output nMSE 0.011 against 0.002 at the
 mode on 20 transcription tasks) and the draws' standard deviation.
 
-**Cost.**  One iteration solves the ODE forward and backward for all tasks at
-once: O(iterations x solver steps x tasks x (outputs + M)); the Laplace step
-solves once more for a batch of tasks x (M + 1 + kinetic) tangents and once for
-tasks x ``n_samples`` draws.  Measured on 2 busy CPU cores, one thread:
-20 transcription tasks x 5 genes x 30 points with the defaults take ~20 s
-(~1 s a task; nMSE 0.07, 95% coverage 0.96), 20 linear-transcription tasks
-~12 s.  Lotka-Volterra is far dearer (600 solver steps over 0-30 and ~120
-inducing points): ~1 s an iteration and ~70 s of Laplace for 20 tasks.
+**Cost.**  One iteration solves the ODE forward and backward over the fit
+window for all tasks at once: O(iterations x solver steps x tasks x (outputs +
+M)); the Laplace step solves once more for tasks x (M + 1 + kinetic) tangents
+and once for tasks x ``n_samples`` draws over the query range, both chunked.
+Measured on 2 busy CPU cores, one thread (``benchmarks/per_task_cost.py``,
+seed 5): 20 transcription tasks x 5 genes x 30 points with the defaults take
+~0.7-1.3 s a task (nMSE 0.085, 95% coverage 1.0), peak RSS 0.5 GB of which
+~0.35 GB is the interpreter and torch.  Lotka-Volterra observed on 0-30, queried
+on 0-60: 3 tasks x 16 points x 20 iterations ~2 s a task, 0.5 GB (with the
+simulator's step over 0-60 and per-copy kernels this was ~55 s a task and
+16 GB); 20 tasks x 60 points x 300 iterations ~4-7 s a task, 0.74 GB (the
+simulation of those tasks alone peaks at 0.65 GB).
 It is meant to be the slow and accurate reference.
 """
 
@@ -107,6 +132,10 @@ LAPLACE_CHUNK_BYTES = 2**28
 """Budget of one chunk of tasks in the Laplace step (256 MB): its Jacobian and draws are solved a chunk at a time."""
 BYTES_PER_VALUE = 8
 """float64."""
+FORCE_GRID_COPIES = 4
+"""Force-grid tensors a batch copy holds at once: GP values, their task-major copy, the link, its stage columns."""
+KERNEL_COPIES = 4
+"""Kernel-sized temporaries of a task: time differences, sine (or scaled square), exponent, kernel."""
 
 LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"lotka-volterra": torch.exp}
 """Maps from the GP to the force for systems without an ``activation`` (default identity)."""
@@ -355,8 +384,8 @@ def per_task_posterior(
     space : None
         ODE systems have no space; giving one is an error.
     n_inducing : int, optional
-        Inducing points over the window; default ``INDUCING_PER_TIME_SCALE`` per
-        shortest time scale of the force prior (17 for transcription, 0-12 h).
+        Inducing points over the observed window; default ``INDUCING_PER_TIME_SCALE``
+        per shortest time scale of the force prior (21 for transcription, 0-12 h).
     iterations, learning_rate : int, float
         Adam steps and step size.
     n_samples : int
@@ -384,7 +413,9 @@ def per_task_posterior(
         time)`` (noise-free), the fitted kinetic parameters as ``fitted_<name>``,
         ``fitted_force_lengthscale`` (and ``fitted_force_period``), ``noise_std
         (task, output)``, ``final_loss (task,)``; attrs ``infer_ms_per_task``,
-        ``device``, ``baseline``, ``n_inducing``, ``iterations``.
+        ``device``, ``baseline``, ``n_inducing``, ``iterations`` (including a
+        refinement round), ``solver_step``, ``solver_steps`` (of the fit window)
+        and ``solver_error`` (the step-doubling estimate over the noise std).
 
     Raises
     ------
@@ -530,12 +561,12 @@ def _solver_error(model: PerTaskLFM, observed, fit_times, fit_time, step: float)
 def _tasks_per_chunk(copies: int, mesh: Mesh, n_states: int, n_inducing: int, dual: bool) -> int:
     """Tasks solved together so a chunk's tensors stay near ``LAPLACE_CHUNK_BYTES`` (one task at least).
 
-    A copy holds the force and its link on the force grid and the states on the
-    solver grid (twice with forward-mode tangents); a task, its kernel between the
-    force grid and the inducing points.
+    A copy holds ``FORCE_GRID_COPIES`` tensors on the force grid and the states on
+    the solver grid (twice with forward-mode tangents); a task, ``KERNEL_COPIES``
+    of its kernel between the force grid and the inducing points.
     """
-    per_copy = (2 if dual else 1) * (2 * mesh.force_time.numel() + n_states * mesh.solver_time.numel())
-    per_task = copies * per_copy + mesh.force_time.numel() * n_inducing
+    per_copy = (2 if dual else 1) * (FORCE_GRID_COPIES * mesh.force_time.numel() + n_states * mesh.solver_time.numel())
+    per_task = copies * per_copy + KERNEL_COPIES * mesh.force_time.numel() * n_inducing
     return max(1, LAPLACE_CHUNK_BYTES // (BYTES_PER_VALUE * per_task))
 
 
@@ -594,7 +625,7 @@ def _laplace(model: PerTaskLFM, observed, mesh: Mesh, observed_index, predict_me
         hessian = jacobian.transpose(-1, -2) @ (precision_data[..., None] * jacobian) + torch.diag_embed(prior_precision)
         hessian_factor = cholesky(hessian)
         normal = torch.randn(n_tasks, n_samples, size, generator=generator, dtype=torch.float64).to(centre)
-        offsets = torch.linalg.solve_triangular(hessian_factor.transpose(-1, -2)[:, None], normal[..., None], upper=True)[..., 0]
+        offsets = torch.linalg.solve_triangular(hessian_factor.transpose(-1, -2), normal.transpose(-1, -2), upper=True).transpose(-1, -2)
         draws = centre[:, None] + offsets
         beyond = torch.randn(n_tasks, n_samples, extension.numel(), generator=generator, dtype=torch.float64).to(centre)
         whitened = torch.cat([draws[..., :n_inducing], beyond], dim=-1)
