@@ -6,7 +6,7 @@ import torch
 
 from dklfm_explore.data import TaskSet
 from dklfm_explore.errors import InvalidInputError
-from dklfm_explore.model.baselines import per_task_posterior
+from dklfm_explore.model.baselines import per_task_lfm, per_task_posterior
 from dklfm_explore.simulate import simulate
 from dklfm_explore.systems import get_system
 
@@ -103,3 +103,52 @@ def test_bad_input_raises_clear_errors(transcription_tasks):
         per_task_posterior(transcription_tasks, iterations=-1)
     with pytest.raises(InvalidInputError, match="over time only"):
         per_task_posterior(transcription_tasks, space=[0.5], iterations=1)
+
+
+@pytest.fixture(scope="module")
+def lotka_volterra_extrapolation():
+    full = simulate("lotka-volterra", 2, n_points=21, t_range=(0.0, 16.0), seed=5)
+    return full.window(t_max=8.0), full.dataset["time"].values
+
+
+def test_lotka_volterra_fit_uses_the_rule_step_and_matches_a_fine_step_fit(lotka_volterra_extrapolation, monkeypatch):
+    observed, query = lotka_volterra_extrapolation
+    fit = dict(time=query, iterations=15, n_samples=16)
+    result = per_task_posterior(observed, **fit)
+    prior = get_system("lotka-volterra").force_prior
+    step = per_task_lfm.fit_step(prior)
+    assert step == pytest.approx(0.8 * 5.0 / (2 * np.pi) / 4)  # a quarter of the shortest time scale
+    assert result.attrs["solver_step"] == step and result.attrs["solver_error"] <= per_task_lfm.SOLVER_TOLERANCE
+    # only the observed window [0, 8] is integrated in the fit: 10 intervals of 0.8, 6 steps each
+    assert result.attrs["solver_steps"] == 10 * int(np.ceil(0.8 / step)) == 60
+    monkeypatch.setattr(per_task_lfm, "SOLVER_STEPS_PER_TIME_SCALE", 8)
+    fine = per_task_posterior(observed, **fit)
+    assert fine.attrs["solver_steps"] == 110  # 11 steps of at most 0.08 per interval
+    for name in ("latent_mean", "latent_std", "output_mean", "output_std"):
+        scale = np.abs(fine[name].values).max()
+        # measured at most 2e-7 of the scale (latent and output, mean and std)
+        assert np.abs(result[name].values - fine[name].values).max() < 1e-4 * scale, name
+
+
+def test_laplace_chunks_do_not_change_the_result(lotka_volterra_extrapolation, monkeypatch):
+    observed, query = lotka_volterra_extrapolation
+    whole = per_task_posterior(observed, time=query, iterations=3, n_samples=8)
+    monkeypatch.setattr(per_task_lfm, "LAPLACE_CHUNK_BYTES", 1)  # one task a chunk
+    chunked = per_task_posterior(observed, time=query, iterations=3, n_samples=8)
+    for name in ("latent_mean", "latent_std", "output_mean", "output_std"):
+        assert np.allclose(whole[name].values, chunked[name].values, rtol=1e-10, atol=1e-12), name
+
+
+def test_inducing_extension_is_the_conditional_of_the_fitted_grid():
+    system = get_system("lotka-volterra")
+    z = torch.linspace(0.0, 8.0, 33, dtype=torch.float64)
+    model = per_task_lfm.PerTaskLFM(system, 2, 1, z, system.force_prior, torch.ones(2, 1, dtype=torch.float64))
+    extension = per_task_lfm._extension_grid(8.0, 9.1, 0.25)
+    assert torch.allclose(extension, torch.tensor([8.25, 8.5, 8.75, 9.0, 9.25], dtype=torch.float64))
+    with torch.no_grad():
+        factor = model.inducing_factor()
+        joint_time, joint = per_task_lfm._joint_inducing(model, factor, extension)
+        covariance = model.kernel(joint_time, joint_time)
+    assert torch.equal(joint[:, :33, :33], factor) and torch.all(joint[:, :33, 33:] == 0)
+    jitter = per_task_lfm.INDUCING_JITTER * system.force_prior.variance
+    assert (joint @ joint.transpose(-1, -2) - covariance).abs().max() <= 2 * jitter

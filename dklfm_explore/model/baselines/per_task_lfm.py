@@ -12,9 +12,26 @@ conditional mean ``g(t) = mu + K(t, z) L^{-T} v``.  The force that drives the
 ODE is ``link(g)``: ``system.activation`` when the system has one (softplus for
 ``transcription``, identity for ``transcription-linear``), ``exp`` for
 ``lotka-volterra`` (a positive predator), identity otherwise.  The outputs are
-``system.integrate`` (torchdiffeq, the system's fixed-step method and step) with
-that force, observed with Gaussian noise of one learned standard deviation per
+``system.integrate`` (torchdiffeq, the system's fixed-step method) with that
+force, observed with Gaussian noise of one learned standard deviation per
 output.
+
+**Window and solver step.**  The fit integrates from the start to the last
+observed time only, and the inducing grid covers that window: later outputs do
+not enter the likelihood.  The step is :func:`fit_step`, a quarter
+(``SOLVER_STEPS_PER_TIME_SCALE``) of the force prior's shortest time scale: the
+force is the smooth GP interpolant, read exactly at every solver stage, so the
+step follows its resolution, not the simulator's, which must resolve a
+piecewise-linear force (Lotka-Volterra: 0.16 against 0.05).  Each interval
+between observed times is split into equal steps no longer than that.  After the
+fit, a step-doubling estimate ``|y_h - y_{h/2}|`` of the solver error at the
+observed values is checked against the fitted noise std: above
+``SOLVER_TOLERANCE`` of it the step is halved (never below the system's
+``max_step``) and the fit goes on for another ``iterations``.  Beyond the window,
+the GP's values on an extension of the inducing grid (same spacing) are drawn
+from the prior conditional on the fitted inducing values -- exactly the
+per-task posterior there, since the data constrain only the window -- and the
+draws are solved over the whole query range with the same step.
 
 **Fit (MAP).**  Adam on the negative log posterior
 
@@ -39,21 +56,29 @@ the force's scale and offset traded against the kinetics -- at the MAP, with the
 Gauss-Newton Hessian ``J^T diag(1/sigma^2) J`` plus the priors' precisions
 (``1`` for ``v``, ``1/s_0`` for ``mu``, ``sigmoid(r)(1 - sigmoid(r))`` for ``r``);
 ``J = d y_hat / d theta`` is exact, by forward-mode differentiation through the
-solver.  Kernel hyperparameters and noise stay at their MAP values.
+solver, with one tangent per batch copy, in chunks of whole tasks (each with all
+its tangents) whose tensors stay near ``LAPLACE_CHUNK_BYTES`` (256 MB, one task
+at least; a Lotka-Volterra task observed at 60 points on 0-30 needs ~9 MB); the draws are
+solved in chunks by the same bound.  Kernel hyperparameters and noise stay at
+their MAP values.
 ``n_samples`` draws of ``theta`` give the latent ``link(g)`` (plus the GP's
 variance between the inducing points) and the noise-free outputs by solving the
 ODE for every draw.  The result reports the MAP fit as the mean (the draws'
 average is biased by the sigmoid ranges: output nMSE 0.011 against 0.002 at the
 mode on 20 transcription tasks) and the draws' standard deviation.
 
-**Cost.**  One iteration solves the ODE forward and backward for all tasks at
-once: O(iterations x solver steps x tasks x (outputs + M)); the Laplace step
-solves once more for a batch of tasks x (M + 1 + kinetic) tangents and once for
-tasks x ``n_samples`` draws.  Measured on 2 busy CPU cores, one thread:
-20 transcription tasks x 5 genes x 30 points with the defaults take ~20 s
-(~1 s a task; nMSE 0.07, 95% coverage 0.96), 20 linear-transcription tasks
-~12 s.  Lotka-Volterra is far dearer (600 solver steps over 0-30 and ~120
-inducing points): ~1 s an iteration and ~70 s of Laplace for 20 tasks.
+**Cost.**  One iteration solves the ODE forward and backward over the fit
+window for all tasks at once: O(iterations x solver steps x tasks x (outputs +
+M)); the Laplace step solves once more for tasks x (M + 1 + kinetic) tangents
+and once for tasks x ``n_samples`` draws over the query range, both chunked.
+Measured on 2 busy CPU cores, one thread (``benchmarks/per_task_cost.py``,
+seed 5): 20 transcription tasks x 5 genes x 30 points with the defaults take
+~0.7-1.3 s a task (nMSE 0.085, 95% coverage 1.0), peak RSS 0.5 GB of which
+~0.35 GB is the interpreter and torch.  Lotka-Volterra observed on 0-30, queried
+on 0-60: 3 tasks x 16 points x 20 iterations ~2 s a task, 0.5 GB (with the
+simulator's step over 0-60 and per-copy kernels this was ~55 s a task and
+16 GB); 20 tasks x 60 points x 300 iterations ~4-7 s a task, 0.74 GB (the
+simulation of those tasks alone peaks at 0.65 GB).
 It is meant to be the slow and accurate reference.
 """
 
@@ -97,6 +122,20 @@ NOISE_FLOOR_FRACTION = 1e-3
 """Noise std is kept above this fraction of the output's std, so the fit cannot interpolate the noise."""
 INDUCING_JITTER = 1e-6
 """Relative jitter on K(z, z): the inducing grid is far denser than a lengthscale."""
+SOLVER_STEPS_PER_TIME_SCALE = 4
+"""Fit solver steps per shortest time scale of the force prior: on prior draws at the shortest lengthscale
+RK4 then departs from a 0.01-step solve by under 2e-4 of the output std (0.2% of the default noise)."""
+SOLVER_TOLERANCE = 0.1
+"""Largest step-doubling estimate of the solver error at an observed value, as a fraction of the fitted noise
+std, before the fit halves its step: a tenth of the noise std adds 1% to the noise variance."""
+LAPLACE_CHUNK_BYTES = 2**28
+"""Budget of one chunk of tasks in the Laplace step (256 MB): its Jacobian and draws are solved a chunk at a time."""
+BYTES_PER_VALUE = 8
+"""float64."""
+FORCE_GRID_COPIES = 4
+"""Force-grid tensors a batch copy holds at once: GP values, their task-major copy, the link, its stage columns."""
+KERNEL_COPIES = 4
+"""Kernel-sized temporaries of a task: time differences, sine (or scaled square), exponent, kernel."""
 
 LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"lotka-volterra": torch.exp}
 """Maps from the GP to the force for systems without an ``activation`` (default identity)."""
@@ -195,23 +234,30 @@ class PerTaskLFM(torch.nn.Module):
         self.register_buffer("noise_floor", NOISE_FLOOR_FRACTION * y_scale)
         self.raw_noise = torch.nn.Parameter(torch.log(INITIAL_NOISE_FRACTION * y_scale - self.noise_floor))
 
-    def parameters_dict(self, raw_flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def parameters_dict(self, raw_flat: torch.Tensor | None = None, tasks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Kinetic parameters, each ``(batch,)`` or ``(batch, output)``, inside their ranges.
 
-        ``raw_flat (batch, kinetic)``, if given, replaces the fitted unconstrained
-        values (batch = tasks x copies, task-major).
+        Without arguments, the fitted values of every task.  ``raw_flat (batch,
+        kinetic)``, if given, replaces the fitted unconstrained values of the
+        batch, which is ``tasks`` (default all) times copies, task-major.
         """
         if raw_flat is None:
             return {name: _bounded(raw, *self.bounds[name]) for name, raw in self.raw_parameters.items()}
-        repeat = raw_flat.shape[0] // self.raw_lengthscale.shape[0]
+        tasks = self._tasks(tasks)
+        repeat = raw_flat.shape[0] // tasks.numel()
         values, position = {}, 0
         for name, raw in self.raw_parameters.items():
             width = raw[0].numel()
             piece = raw_flat[:, position : position + width].reshape((raw_flat.shape[0],) + raw.shape[1:])
-            low, high = (bound.repeat_interleave(repeat, dim=0) for bound in self.bounds[name])
+            low, high = (bound[tasks].repeat_interleave(repeat, dim=0) for bound in self.bounds[name])
             values[name] = _bounded(piece, low, high)
             position += width
         return values
+
+    def _tasks(self, tasks: torch.Tensor | None) -> torch.Tensor:
+        if tasks is None:
+            return torch.arange(self.raw_lengthscale.shape[0], device=self.raw_lengthscale.device)
+        return tasks
 
     def raw_flat(self) -> torch.Tensor:
         """The unconstrained kinetic parameters, Tensor ``(task, kinetic)``."""
@@ -236,8 +282,11 @@ class PerTaskLFM(torch.nn.Module):
         """Tensor ``(task, output)``."""
         return self.noise_floor + torch.exp(self.raw_noise)
 
-    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return _kernel(self.prior, a, b, self.lengthscale(), self.period())
+    def kernel(self, a: torch.Tensor, b: torch.Tensor, tasks: torch.Tensor | None = None) -> torch.Tensor:
+        """Force-prior covariance ``(task, n, m)`` of each of ``tasks`` (default all)."""
+        tasks = self._tasks(tasks)
+        period = self.period()
+        return _kernel(self.prior, a, b, self.lengthscale()[tasks], None if period is None else period[tasks])
 
     def inducing_factor(self) -> torch.Tensor:
         """Cholesky factor ``(task, inducing, inducing)`` of the inducing covariance (with a small jitter)."""
@@ -246,34 +295,45 @@ class PerTaskLFM(torch.nn.Module):
         return cholesky(self.kernel(z, z) + INDUCING_JITTER * self.prior.variance * eye)
 
     def interpolation_weights(self, whitened: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-        """``L^{-T} v``, Tensor ``(batch, inducing)`` (batch = tasks, or tasks x draws repeated)."""
-        repeat = whitened.shape[0] // factor.shape[0]
-        factor = factor.repeat_interleave(repeat, dim=0)
-        return torch.linalg.solve_triangular(factor.transpose(-1, -2), whitened[..., None], upper=True)[..., 0]
+        """``L^{-T} v``, Tensor ``(batch, inducing)``, for ``factor (chunk_task, inducing, inducing)``.
 
-    def pre_activation(self, times: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        """GP values ``g(times)``, Tensor ``(batch, time)``, for interpolation ``weights (batch, inducing)``."""
-        repeat = weights.shape[0] // self.raw_lengthscale.shape[0]
-        lengthscale = self.lengthscale().repeat_interleave(repeat)
-        period = self.period()
-        period = None if period is None else period.repeat_interleave(repeat)
-        cross = _kernel(self.prior, times, self.inducing_time, lengthscale, period)
-        return mean[:, None] + (cross @ weights[..., None])[..., 0]
+        The batch is the factor's tasks times copies, task-major.
+        """
+        n_tasks, size = factor.shape[0], factor.shape[-1]
+        columns = whitened.reshape(n_tasks, -1, size).transpose(-1, -2)
+        weights = torch.linalg.solve_triangular(factor.transpose(-1, -2), columns, upper=True)
+        return weights.transpose(-1, -2).reshape(whitened.shape)
 
-    def solve(self, mesh: Mesh, weights: torch.Tensor, mean: torch.Tensor, raw_flat: torch.Tensor | None = None) -> torch.Tensor:
+    def pre_activation(self, times: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor, tasks: torch.Tensor | None = None, inducing_time: torch.Tensor | None = None) -> torch.Tensor:
+        """GP values ``g(times)``, Tensor ``(batch, time)``, for interpolation ``weights (batch, inducing)``.
+
+        The batch is ``tasks`` (default all) times copies, task-major; the kernel
+        between ``times`` and the inducing grid (default the fitted one) is built
+        once per task, not per copy.
+        """
+        tasks = self._tasks(tasks)
+        inducing_time = self.inducing_time if inducing_time is None else inducing_time
+        cross = self.kernel(times, inducing_time, tasks)
+        columns = weights.reshape(tasks.numel(), -1, inducing_time.numel()).transpose(-1, -2)
+        values = (cross @ columns).transpose(-1, -2).reshape(weights.shape[0], times.numel())
+        return mean[:, None] + values
+
+    def solve(self, mesh: Mesh, weights: torch.Tensor, mean: torch.Tensor, raw_flat: torch.Tensor | None = None, tasks: torch.Tensor | None = None, inducing_time: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs ``(batch, output, step)`` on ``mesh.solver_time`` for force weights ``(batch, inducing)``, mean ``(batch,)``.
 
+        The batch is ``tasks`` (default all) times copies, task-major.
         ``raw_flat (batch, kinetic)`` optionally replaces the fitted kinetic parameters.
 
         The force is evaluated once on ``mesh.force_time``, which holds every stage
         time of the solver, and read from there by the solver.
         """
-        repeat = weights.shape[0] // self.raw_lengthscale.shape[0]
+        tasks = self._tasks(tasks)
         if raw_flat is None:
-            parameters = {name: value.repeat_interleave(repeat, dim=0) for name, value in self.parameters_dict().items()}
+            repeat = weights.shape[0] // tasks.numel()
+            parameters = {name: value[tasks].repeat_interleave(repeat, dim=0) for name, value in self.parameters_dict().items()}
         else:
-            parameters = self.parameters_dict(raw_flat)
-        force = _StageForce(mesh.force_time, self.link(self.pre_activation(mesh.force_time, weights, mean)))
+            parameters = self.parameters_dict(raw_flat, tasks)
+        force = _StageForce(mesh.force_time, self.link(self.pre_activation(mesh.force_time, weights, mean, tasks, inducing_time)))
         states = self.system.integrate(force, mesh.solver_time, parameters, weights.shape[0], self.n_outputs, weights)
         return self.system.observed(states, self.n_outputs)
 
@@ -324,8 +384,8 @@ def per_task_posterior(
     space : None
         ODE systems have no space; giving one is an error.
     n_inducing : int, optional
-        Inducing points over the window; default ``INDUCING_PER_TIME_SCALE`` per
-        shortest time scale of the force prior (17 for transcription, 0-12 h).
+        Inducing points over the observed window; default ``INDUCING_PER_TIME_SCALE``
+        per shortest time scale of the force prior (21 for transcription, 0-12 h).
     iterations, learning_rate : int, float
         Adam steps and step size.
     n_samples : int
@@ -353,7 +413,9 @@ def per_task_posterior(
         time)`` (noise-free), the fitted kinetic parameters as ``fitted_<name>``,
         ``fitted_force_lengthscale`` (and ``fitted_force_period``), ``noise_std
         (task, output)``, ``final_loss (task,)``; attrs ``infer_ms_per_task``,
-        ``device``, ``baseline``, ``n_inducing``, ``iterations``.
+        ``device``, ``baseline``, ``n_inducing``, ``iterations`` (including a
+        refinement round), ``solver_step``, ``solver_steps`` (of the fit window)
+        and ``solver_error`` (the step-doubling estimate over the noise std).
 
     Raises
     ------
@@ -381,6 +443,27 @@ def per_task_posterior(
         torch.set_num_threads(previous_threads)
 
 
+def fit_step(prior: ForcePrior) -> float:
+    """The solver step of the fit: ``1 / SOLVER_STEPS_PER_TIME_SCALE`` of the force prior's shortest time scale.
+
+    The force is the GP interpolant, smooth on that scale, so the step follows
+    the force's resolution, not the simulator's (whose piecewise-linear forces
+    need finer steps).  :func:`per_task_posterior` checks the step at the fit.
+    """
+    return shortest_time_scale(prior) / SOLVER_STEPS_PER_TIME_SCALE
+
+
+def _device_mesh(times: torch.Tensor, step: float, device) -> Mesh:
+    mesh = time_mesh(times, step)
+    return Mesh(time=mesh.time.to(device), force_time=mesh.force_time.to(device), time_index=mesh.time_index.to(device), solver_time=mesh.solver_time.to(device))
+
+
+def _extension_grid(fit_end: float, end: float, spacing: float) -> torch.Tensor:
+    """Inducing times ``(extension,)`` beyond the fit window, at the window's spacing, up to at least ``end``."""
+    count = max(0, math.ceil((end - fit_end) / spacing - STAGE_MATCH_TOLERANCE))
+    return fit_end + spacing * torch.arange(1, count + 1, dtype=torch.float64)
+
+
 def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate, n_samples, seed, device, link, progress) -> xr.Dataset:
     started = timer.perf_counter()
     prior = force_prior_of(tasks, system)
@@ -391,15 +474,15 @@ def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate,
     query_time = query_axis(time, tasks.time, "time")
     if torch.any(query_time < start):
         raise InvalidInputError(f"Query time {float(query_time.min()):g} precedes the start {start:g} of the system's initial condition.")
-    observed_time = tasks.time
-    all_times = torch.unique(torch.cat([observed_time.new_tensor([start]), observed_time, query_time]))
-    mesh = time_mesh(all_times, system.max_step)
-    mesh = Mesh(time=mesh.time.to(device), force_time=mesh.force_time.to(device), time_index=mesh.time_index.to(device), solver_time=mesh.solver_time.to(device))
-    observed_index = torch.searchsorted(mesh.solver_time, observed_time.to(device))
-    query_index = torch.searchsorted(mesh.solver_time, query_time.to(device))
-    end = float(all_times[-1])
-    count = _inducing_count(prior, end - start, n_inducing)
-    inducing_time = torch.linspace(start, end, count, dtype=torch.float64, device=device)
+    observed_time = tasks.time.to(torch.float64)
+    n_fit = int(torch.nonzero(observed.flatten(0, 1).any(0).cpu())[-1, 0]) + 1
+    y, observed, fit_time = y[..., :n_fit], observed[..., :n_fit], observed_time[:n_fit]
+    fit_end = float(fit_time[-1])
+    fit_times = torch.unique(torch.cat([fit_time.new_tensor([start]), fit_time]))
+    predict_times = torch.unique(torch.cat([fit_times, query_time]))
+    count = _inducing_count(prior, fit_end - start, n_inducing)
+    inducing_time = torch.linspace(start, fit_end, count, dtype=torch.float64, device=device)
+    extension = _extension_grid(fit_end, float(predict_times[-1]), (fit_end - start) / (count - 1)).to(device)
 
     y_filled = torch.where(observed, y, torch.zeros_like(y))
     counts = observed.sum(-1).clamp_min(1)
@@ -409,19 +492,30 @@ def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate,
     model = PerTaskLFM(system, n_tasks, n_outputs, inducing_time, prior, y_scale, link).to(device)
 
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    loss = None
-    for step in range(int(iterations)):
-        optimiser.zero_grad()
-        loss = model.negative_log_posterior(y_filled, observed, mesh, observed_index)
-        loss.sum().backward()
-        optimiser.step()
-        if progress is not None:
-            progress(step + 1, int(iterations), float(loss.mean()))
+    step, rounds = fit_step(prior), 0
+    while True:
+        mesh = _device_mesh(fit_times, step, device)
+        observed_index = torch.searchsorted(mesh.solver_time, fit_time.to(device))
+        for iteration in range(iterations):
+            optimiser.zero_grad()
+            loss = model.negative_log_posterior(y_filled, observed, mesh, observed_index)
+            loss.sum().backward()
+            optimiser.step()
+            if progress is not None:
+                progress(rounds * iterations + iteration + 1, (rounds + 1) * iterations, float(loss.mean()))
+        solver_error = _solver_error(model, observed, fit_times, fit_time, step)
+        if solver_error <= SOLVER_TOLERANCE or step <= system.max_step:
+            break
+        step, rounds = max(step / 2, system.max_step), rounds + 1
     with torch.no_grad():
         final_loss = model.negative_log_posterior(y_filled, observed, mesh, observed_index)
 
+    predict_mesh = _device_mesh(predict_times, step, device)
+    query_index = torch.searchsorted(predict_mesh.solver_time, query_time.to(device))
     generator = torch.Generator().manual_seed(int(seed))
-    latent_mean, latent_var, output_mean, output_var = _laplace(model, y_filled, observed, mesh, observed_index, query_time.to(device), query_index, int(n_samples), generator)
+    latent_mean, latent_var, output_mean, output_var = _laplace(
+        model, observed, mesh, observed_index, predict_mesh, query_time.to(device), query_index, extension, int(n_samples), generator
+    )
     elapsed_ms = 1000.0 * (timer.perf_counter() - started) / n_tasks
     attrs = {
         "baseline": "per-task-lfm",
@@ -429,8 +523,11 @@ def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate,
         "infer_ms_per_task": elapsed_ms,
         "device": str(device),
         "n_inducing": count,
-        "iterations": int(iterations),
+        "iterations": int(iterations) * (rounds + 1),
         "n_samples": int(n_samples),
+        "solver_step": step,
+        "solver_steps": mesh.solver_time.numel() - 1,
+        "solver_error": solver_error,
     }
     extra = {"noise_std": (("task", "output"), model.noise_std()), "final_loss": (("task",), final_loss)}
     with torch.no_grad():
@@ -448,11 +545,62 @@ def _as_system(system) -> System:
     return get_system(system)
 
 
-def _laplace(model: PerTaskLFM, y, observed, mesh: Mesh, observed_index, query_time, query_index, n_samples, generator):
+def _solver_error(model: PerTaskLFM, observed, fit_times, fit_time, step: float) -> float:
+    """Step-doubling estimate of the fit's solver error: the largest ``|y_h - y_{h/2}|`` at an observed value, over its noise std."""
+    device = model.whitened.device
+    with torch.no_grad():
+        weights = model.interpolation_weights(model.whitened, model.inducing_factor())
+        solutions = []
+        for h in (step, step / 2):
+            mesh = _device_mesh(fit_times, h, device)
+            solutions.append(model.solve(mesh, weights, model.mean)[..., torch.searchsorted(mesh.solver_time, fit_time.to(device))])
+        ratio = (solutions[0] - solutions[1]).abs() / model.noise_std()[..., None]
+    return float(torch.where(observed, ratio, torch.zeros_like(ratio)).amax())
+
+
+def _tasks_per_chunk(copies: int, mesh: Mesh, n_states: int, n_inducing: int, dual: bool) -> int:
+    """Tasks solved together so a chunk's tensors stay near ``LAPLACE_CHUNK_BYTES`` (one task at least).
+
+    A copy holds ``FORCE_GRID_COPIES`` tensors on the force grid and the states on
+    the solver grid (twice with forward-mode tangents); a task, ``KERNEL_COPIES``
+    of its kernel between the force grid and the inducing points.
+    """
+    per_copy = (2 if dual else 1) * (FORCE_GRID_COPIES * mesh.force_time.numel() + n_states * mesh.solver_time.numel())
+    per_task = copies * per_copy + KERNEL_COPIES * mesh.force_time.numel() * n_inducing
+    return max(1, LAPLACE_CHUNK_BYTES // (BYTES_PER_VALUE * per_task))
+
+
+def _joint_inducing(model: PerTaskLFM, factor: torch.Tensor, extension: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fitted inducing grid followed by ``extension``, and the Cholesky factor of their covariance.
+
+    The factor's leading block is the fitted ``factor``, so the fitted whitened
+    values keep their meaning, and whitened values for the extension drawn from
+    ``N(0, I)`` give the GP conditional on the fitted inducing values.
+
+    Returns
+    -------
+    time : Tensor ``(inducing + extension,)``
+    factor : Tensor ``(task, inducing + extension, inducing + extension)``
+    """
+    if extension.numel() == 0:
+        return model.inducing_time, factor
+    cross = model.kernel(model.inducing_time, extension)
+    lower = torch.linalg.solve_triangular(factor, cross, upper=False).transpose(-1, -2)
+    eye = torch.eye(extension.numel(), dtype=factor.dtype, device=factor.device)
+    corner = cholesky(model.kernel(extension, extension) - lower @ lower.transpose(-1, -2) + INDUCING_JITTER * model.prior.variance * eye)
+    top = torch.cat([factor, factor.new_zeros(factor.shape[0], factor.shape[1], extension.numel())], dim=-1)
+    return torch.cat([model.inducing_time, extension]), torch.cat([top, torch.cat([lower, corner], dim=-1)], dim=-2)
+
+
+def _laplace(model: PerTaskLFM, observed, mesh: Mesh, observed_index, predict_mesh: Mesh, query_time, query_index, extension, n_samples, generator):
     """Laplace approximation over ``theta = (v, mu, r)`` and its draws pushed through the link and the ODE.
 
     ``r`` are the unconstrained kinetic parameters; their uniform priors give the
-    logistic precision ``sigmoid(r) (1 - sigmoid(r))``.
+    logistic precision ``sigmoid(r) (1 - sigmoid(r))``.  The Jacobian is taken on
+    the fit ``mesh``; the draws are solved on ``predict_mesh``, with the GP's
+    inducing values on ``extension`` (beyond the data) drawn from the prior
+    conditional on the fitted ones.  Both run in chunks of whole tasks
+    (:func:`_tasks_per_chunk`).
 
     Returns
     -------
@@ -461,12 +609,14 @@ def _laplace(model: PerTaskLFM, y, observed, mesh: Mesh, observed_index, query_t
         The MAP fit pushed through the link and the ODE, and the draws' variances.
     """
     n_tasks, n_inducing = model.whitened.shape
+    n_states = model.system.n_states(model.n_outputs)
     with torch.no_grad():
         factor = model.inducing_factor()
         raw = model.raw_flat()
         centre = torch.cat([model.whitened, model.mean[:, None], raw], dim=-1)
         size = centre.shape[-1]
-        jacobian = _output_jacobian(model, centre, factor, mesh, observed_index)
+        chunk = _tasks_per_chunk(size, mesh, n_states, n_inducing, dual=True)
+        jacobian = _output_jacobian(model, centre, factor, mesh, observed_index, chunk)
         precision_data = (observed / model.noise_std()[..., None] ** 2).flatten(1)
         logistic = torch.sigmoid(raw) * torch.sigmoid(-raw)
         force_precision = centre.new_ones(n_tasks, n_inducing + 1)
@@ -475,41 +625,54 @@ def _laplace(model: PerTaskLFM, y, observed, mesh: Mesh, observed_index, query_t
         hessian = jacobian.transpose(-1, -2) @ (precision_data[..., None] * jacobian) + torch.diag_embed(prior_precision)
         hessian_factor = cholesky(hessian)
         normal = torch.randn(n_tasks, n_samples, size, generator=generator, dtype=torch.float64).to(centre)
-        offsets = torch.linalg.solve_triangular(hessian_factor.transpose(-1, -2)[:, None], normal[..., None], upper=True)[..., 0]
-        draws = (centre[:, None] + offsets).reshape(n_tasks * n_samples, size)
-        whitened, mean, raw_draws = draws[:, :n_inducing], draws[:, n_inducing], draws[:, n_inducing + 1 :]
-        weights = model.interpolation_weights(whitened, factor)
-        g = model.pre_activation(query_time, weights, mean)
-        conditional_var = _conditional_variance(model, query_time, factor)
-        normal_between = torch.randn(g.shape, generator=generator, dtype=torch.float64).to(g)
-        g = g + normal_between * conditional_var.repeat_interleave(n_samples, dim=0).sqrt()
-        latent = model.link(g).reshape(n_tasks, n_samples, -1)
-        outputs = model.solve(mesh, weights, mean, raw_draws)[..., query_index].reshape(n_tasks, n_samples, model.n_outputs, -1)
-        map_weights = model.interpolation_weights(model.whitened, factor)
-        latent_mode = model.link(model.pre_activation(query_time, map_weights, model.mean))
-        output_mode = model.solve(mesh, map_weights, model.mean)[..., query_index]
-    return latent_mode, latent.var(1), output_mode, outputs.var(1)
+        offsets = torch.linalg.solve_triangular(hessian_factor.transpose(-1, -2), normal.transpose(-1, -2), upper=True).transpose(-1, -2)
+        draws = centre[:, None] + offsets
+        beyond = torch.randn(n_tasks, n_samples, extension.numel(), generator=generator, dtype=torch.float64).to(centre)
+        whitened = torch.cat([draws[..., :n_inducing], beyond], dim=-1)
+        normal_between = torch.randn(n_tasks, n_samples, query_time.numel(), generator=generator, dtype=torch.float64).to(centre)
+        joint_time, joint_factor = _joint_inducing(model, factor, extension)
+        conditional_std = _conditional_variance(model, query_time, joint_time, joint_factor).sqrt()
+        chunk = _tasks_per_chunk(n_samples, predict_mesh, n_states, joint_time.numel(), dual=False)
+        latent_var, output_var = [], []
+        for tasks in torch.arange(n_tasks, device=centre.device).split(chunk):
+            weights = model.interpolation_weights(whitened[tasks].flatten(0, 1), joint_factor[tasks])
+            mean = draws[tasks, :, n_inducing].flatten()
+            g = model.pre_activation(query_time, weights, mean, tasks, joint_time)
+            g = g + normal_between[tasks].flatten(0, 1) * conditional_std[tasks].repeat_interleave(n_samples, dim=0)
+            latent_var.append(model.link(g).reshape(tasks.numel(), n_samples, -1).var(1))
+            outputs = model.solve(predict_mesh, weights, mean, draws[tasks, :, n_inducing + 1 :].flatten(0, 1), tasks, joint_time)
+            output_var.append(outputs[..., query_index].reshape(tasks.numel(), n_samples, model.n_outputs, -1).var(1))
+        map_whitened = torch.cat([model.whitened, model.whitened.new_zeros(n_tasks, extension.numel())], dim=-1)
+        map_weights = model.interpolation_weights(map_whitened, joint_factor)
+        latent_mode = model.link(model.pre_activation(query_time, map_weights, model.mean, None, joint_time))
+        output_mode = model.solve(predict_mesh, map_weights, model.mean, None, None, joint_time)[..., query_index]
+    return latent_mode, torch.cat(latent_var), output_mode, torch.cat(output_var)
 
 
-def _conditional_variance(model: PerTaskLFM, query_time: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+def _conditional_variance(model: PerTaskLFM, query_time: torch.Tensor, inducing_time: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """GP variance ``(task, query)`` of ``g`` between the inducing points, given their values."""
-    cross = model.kernel(model.inducing_time, query_time)
+    cross = model.kernel(inducing_time, query_time)
     whitened = torch.linalg.solve_triangular(factor, cross, upper=False)
     return (model.prior.variance - (whitened**2).sum(-2)).clamp_min(0.0)
 
 
-def _output_jacobian(model: PerTaskLFM, centre: torch.Tensor, factor: torch.Tensor, mesh, observed_index) -> torch.Tensor:
+def _output_jacobian(model: PerTaskLFM, centre: torch.Tensor, factor: torch.Tensor, mesh, observed_index, chunk: int) -> torch.Tensor:
     """Exact ``d y_hat / d theta`` ``(task, output * time, theta)`` by forward-mode AD, one tangent per batch copy.
 
-    ``centre (task, theta)`` stacks the whitened force values, the mean and the unconstrained kinetic parameters.
+    ``centre (task, theta)`` stacks the whitened force values, the mean and the
+    unconstrained kinetic parameters; ``chunk`` tasks (each with all its
+    tangents) are solved at a time.
     """
     n_tasks, size = centre.shape
     n_inducing = model.whitened.shape[1]
-    primal = centre.repeat_interleave(size, dim=0)
-    tangent = torch.eye(size, dtype=centre.dtype, device=centre.device).repeat(n_tasks, 1)
-    with forward_ad.dual_level():
-        dual = forward_ad.make_dual(primal, tangent)
-        weights = model.interpolation_weights(dual[:, :n_inducing], factor)
-        outputs = model.solve(mesh, weights, dual[:, n_inducing], dual[:, n_inducing + 1 :])[..., observed_index]
-        derivative = forward_ad.unpack_dual(outputs).tangent
-    return derivative.reshape(n_tasks, size, -1).transpose(-1, -2)
+    eye = torch.eye(size, dtype=centre.dtype, device=centre.device)
+    pieces = []
+    for tasks in torch.arange(n_tasks, device=centre.device).split(chunk):
+        primal = centre[tasks].repeat_interleave(size, dim=0)
+        with forward_ad.dual_level():
+            dual = forward_ad.make_dual(primal, eye.repeat(tasks.numel(), 1))
+            weights = model.interpolation_weights(dual[:, :n_inducing], factor[tasks])
+            outputs = model.solve(mesh, weights, dual[:, n_inducing], dual[:, n_inducing + 1 :], tasks)[..., observed_index]
+            derivative = forward_ad.unpack_dual(outputs).tangent
+        pieces.append(derivative.reshape(tasks.numel(), size, -1).transpose(-1, -2))
+    return torch.cat(pieces)
