@@ -160,7 +160,7 @@ def _per_task(observed: TaskSet, settings: Settings, device, **query):
 
     options = {} if settings.per_task_iterations is None else {"iterations": settings.per_task_iterations}
     with PeakMemory(device) as memory:
-        result, seconds = _timed(lambda: per_task_posterior(observed, device=device, threads=None, **options, **query), device)
+        result, seconds = _timed(lambda: per_task_posterior(observed, device=device, **options, **query), device)
     return result, seconds, memory.peak_mb
 
 
