@@ -53,6 +53,8 @@ FIELD_CMAP = "viridis"
 ERROR_CMAP = "magma"
 PLOT_WIDTH = 420
 PLOT_HEIGHT = 260
+SMALL = dict(width=330, height=230)
+"""Size of the panels shown three to a row."""
 IMAGE_SIZE = 240
 BOKEH = "bokeh"
 
@@ -78,7 +80,12 @@ def _space_dim(tasks: TaskSet | None) -> hv.Dimension:
 
 
 def _latent_dim(tasks: TaskSet | None) -> hv.Dimension:
-    return hv.Dimension("latent", label=_attr(tasks, "latent_name", "latent force"), unit=_attr(tasks, "latent_unit") or None)
+    """The latent force's axis, labelled by its unit (titles carry its name, which is often long)."""
+    return hv.Dimension("latent", label=_attr(tasks, "latent_unit", "latent force"))
+
+
+def _latent_name(tasks: TaskSet | None) -> str:
+    return _attr(tasks, "latent_name", "latent force")
 
 
 def _output_dim(name: str, tasks: TaskSet | None) -> hv.Dimension:
@@ -110,7 +117,8 @@ def _points(time, values, kdim, vdim, label="observed"):
 def _frame(overlay, title="", legend=True, **options):
     return _opts(
         overlay, title=title, width=PLOT_WIDTH, height=PLOT_HEIGHT, show_grid=True,
-        legend_position="top_left", show_legend=legend, toolbar="right", **options,
+        legend_position="top_left", legend_opts={"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "spacing": 0, "padding": 2},
+        show_legend=legend, toolbar="right", **options,
     )
 
 
@@ -164,10 +172,10 @@ def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv
             keep = np.isfinite(values)
             curves.append(_opts(hv.Curve((time[keep], values[keep]), kdims=[time_dim], vdims=[dim], label=name), color=colour, line_alpha=0.5))
             curves.append(_opts(hv.Scatter((time[keep], values[keep]), kdims=[time_dim], vdims=[dim], label=name), color=colour, size=4))
-        panels.append(_frame(hv.Overlay(curves), f"task {k}: outputs", legend=(k == 0 and len(tasks.output_names) > 1)))
+        panels.append(_opts(_frame(hv.Overlay(curves), f"task {k}: outputs", legend=(k == 0 and len(tasks.output_names) > 1)), **SMALL))
     for k in range(count if tasks.has_latent else 0):
         curve = _opts(hv.Curve((time, tasks.dataset["f"].isel(task=k).values), kdims=[time_dim], vdims=[latent_dim]), color=TRUTH_COLOUR, line_width=2)
-        panels.append(_frame(hv.Overlay([curve]), f"task {k}: {latent_dim.label}", legend=False))
+        panels.append(_opts(_frame(hv.Overlay([curve]), f"task {k}: {_latent_name(tasks)}", legend=False), **SMALL))
     return hv.Layout(panels).cols(count)
 
 
@@ -218,7 +226,7 @@ def latent_posterior(
         Layers in order: band (Area), mean (Curve), then truth (Curve) and
         observation times (Spikes) when ``tasks`` provides them.
     """
-    name = title if title is not None else f"{_latent_dim(tasks).label} (task {task})"
+    name = title if title is not None else f"{_latent_name(tasks)} (task {task})"
     return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name)
 
 
@@ -268,7 +276,7 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
             layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
-        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=(j == 0)), width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4))
+        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=(j == 0)), **SMALL))
     return hv.Layout(panels).cols(3)
 
 
@@ -409,7 +417,7 @@ def training_curves(history: Sequence[Mapping]) -> hv.Layout:
     mse_curve = _opts(hv.Curve((epochs[keep], mse[keep]), kdims=[epoch_dim], vdims=[mse_dim], label="validation"), color=OBSERVATION_COLOUR, line_width=2)
     best = [int(np.nanargmin(np.where(keep, mse, np.inf)))] if keep.any() else []
     best_point = _opts(hv.Scatter((epochs[best], mse[best]), kdims=[epoch_dim], vdims=[mse_dim], label="best"), color=TRUTH_COLOUR, size=9, marker="diamond")
-    size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
+    size = dict(width=PLOT_WIDTH, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
         _opts(_frame(hv.Overlay([loss_curve]), "training loss (negative log marginal likelihood)", legend=False), **size),
         _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE"), **size),
