@@ -100,12 +100,12 @@ class TaskSet:
     @property
     def time(self) -> torch.Tensor:
         """Tensor ``(time,)`` float64."""
-        return torch.as_tensor(self.dataset["time"].values, dtype=torch.float64)
+        return torch.tensor(self.dataset["time"].values, dtype=torch.float64)
 
     @property
     def space(self) -> torch.Tensor | None:
         """Tensor ``(space,)`` float64, or ``None`` for time-only tasks."""
-        return torch.as_tensor(self.dataset["space"].values, dtype=torch.float64) if self.is_spatial else None
+        return torch.tensor(self.dataset["space"].values, dtype=torch.float64) if self.is_spatial else None
 
     @property
     def parameter_names(self) -> list[str]:

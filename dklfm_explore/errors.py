@@ -30,11 +30,10 @@ class InvalidInputError(DKLFMError, ValueError):
 class UnknownNameError(DKLFMError, ValueError):
     """A name looked up in a registry (system, kernel, baseline) is not there."""
 
-    def __init__(self, kind: str, name: str, valid):
+    def __init__(self, kind: str, name: str, valid, where: str = ""):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(
-            f"Unknown {kind} {name!r}; valid {kind}s are: {', '.join(self.valid)}."
-        )
+        place = f" for {where}" if where else ""
+        super().__init__(f"Unknown {kind} {name!r}{place}; valid {kind} names are: {', '.join(self.valid)}.")
 
 
 class NotTrainedError(DKLFMError, RuntimeError):

@@ -85,6 +85,8 @@ def simulate(
     n_points: int | None = None,
     grid: tuple[int, int] | None = None,
     t_range: tuple[float, float] | None = None,
+    time=None,
+    space=None,
     n_outputs: int | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -110,8 +112,9 @@ def simulate(
     system : str or System
         A registered name (``"transcription"``, ...) or a system instance.
     n_tasks : int
-    n_points, grid, t_range :
-        The mesh; see :func:`make_mesh`.
+    n_points, grid, t_range, time, space :
+        The mesh; see :func:`make_mesh`.  ``time``/``space`` (1-D, increasing) give explicit coordinates,
+        e.g. the union of a coarse and a fine grid so one task is known on both.
     n_outputs : int, optional
         Number of outputs, for systems whose states are their outputs (genes).
     seed : int
@@ -155,10 +158,17 @@ def simulate(
         raise InvalidInputError(f"System {system.name!r} has exactly {len(system.output_names)} output(s), not {n_outputs}.")
     device = resolve_device(device)
     prior = force_prior or system.force_prior
-    mesh = make_mesh(system, n_points=n_points, grid=grid, t_range=t_range)
+    mesh = make_mesh(
+        system,
+        n_points=n_points,
+        grid=grid,
+        t_range=t_range,
+        time=None if time is None else torch.as_tensor(time, dtype=torch.float64),
+        space=None if space is None else torch.as_tensor(space, dtype=torch.float64),
+    )
     names = _output_names(system, n_outputs)
     settings = dict(
-        n_points=n_points, grid=grid, t_range=t_range, seed=seed, noise_level=noise_level,
+        n_points=n_points, grid=grid, t_range=t_range, explicit_mesh=time is not None or space is not None, seed=seed, noise_level=noise_level,
         parameter_ranges=dict(parameter_ranges or {}), force_prior=prior.__dict__, chunk_size=chunk_size,
     )
     attrs = {

@@ -1,4 +1,4 @@
-"""Shared fixtures: the dashboard served on localhost for the browser tests (see the browser-tests recipe)."""
+"""Shared fixtures: seeded generators, devices, and the dashboard served on localhost for the browser tests."""
 
 import os
 import shutil
@@ -10,11 +10,26 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "explorer.py"
 SERVE_TIMEOUT_S = 90
 """The app imports torch and simulates the default task set before its first page answers."""
+
+
+@pytest.fixture
+def generator():
+    """A seeded CPU generator: every random test draws from it, never from a global RNG."""
+    return torch.Generator().manual_seed(1234)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
 
 
 @pytest.fixture(scope="session")

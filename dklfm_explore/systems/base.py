@@ -256,7 +256,7 @@ class System:
         specs = dict(self.parameter_specs)
         for key, bounds in (ranges or {}).items():
             if key not in specs:
-                raise UnknownNameError(f"parameter of {self.name}", key, specs)
+                raise UnknownNameError("parameter", key, specs, where=f"system {self.name!r}")
             specs[key] = replace(specs[key], low=bounds[0], high=bounds[1])
         return {key: spec.sample(n_tasks, n_outputs, generator) for key, spec in specs.items()}
 

@@ -1,0 +1,233 @@
+"""The ``dklfm`` command line: simulate, train, infer, info, bench.
+
+Every error a user can cause ends with one sentence on stderr and exit status 2;
+an unexpected failure says so in one sentence (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import DKLFMError, InvalidInputError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+log = logging.getLogger("dklfm_explore")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dklfm", description="Deep Kernel Latent Force Models: simulate, train, infer.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    simulate = commands.add_parser("simulate", help="simulate a task set and write it as netCDF")
+    simulate.add_argument("system", help="transcription, transcription-linear, lotka-volterra, reaction-diffusion, ...")
+    simulate.add_argument("--tasks", type=int, required=True, help="number of tasks")
+    mesh = simulate.add_mutually_exclusive_group()
+    mesh.add_argument("--points", type=int, help="time points (ODE systems)")
+    mesh.add_argument("--grid", type=int, nargs=2, metavar=("NX", "NT"), help="space and time points (PDE systems)")
+    simulate.add_argument("--t-max", type=float, help="end of the time window (default: the system's)")
+    simulate.add_argument("--outputs", type=int, help="number of outputs (genes), where the system allows it")
+    simulate.add_argument("--noise", type=float, help="observation noise as a fraction of each output's spread")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    simulate.add_argument("--out", required=True, type=Path, help="netCDF file to write")
+
+    train = commands.add_parser("train", help="meta-learn a DKLFM on a task set")
+    train.add_argument("tasks", type=Path, help="netCDF task set (from `dklfm simulate`)")
+    train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--validation", type=float, help="fraction (or count) of tasks held out for early stopping")
+    train.add_argument("--max-minutes", type=float, help="stop after this long and keep the best model")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+
+    infer = commands.add_parser("infer", help="infer the latent force of measurements with a trained model")
+    infer.add_argument("model", type=Path, help="checkpoint (.pt)")
+    infer.add_argument("measurements", type=Path, help="CSV or netCDF measurements")
+    infer.add_argument("--out", required=True, type=Path, help="result file, .nc or .csv")
+    query = infer.add_mutually_exclusive_group()
+    query.add_argument("--points", type=int, help="query this many evenly spaced times (super-resolution)")
+    query.add_argument("--grid", type=int, nargs=2, metavar=("NX", "NT"), help="query grid for space x time models")
+    infer.add_argument("--t-max", type=float, help="query up to this time (extrapolation)")
+    infer.add_argument("--time-mapping", choices=("shift", "scale", "none"), default="shift",
+                       help="how the measured time axis maps onto the training window (default: shift)")
+    infer.add_argument("--device", default="auto")
+
+    info = commands.add_parser("info", help="describe a checkpoint or a task set")
+    info.add_argument("path", type=Path)
+
+    bench = commands.add_parser("bench", help="run the benchmark harness (see benchmarks/README.md)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the harness")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "bench": _bench}[args.command]
+        handler(args)
+    except DKLFMError as error:
+        print(f"dklfm {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"dklfm {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"dklfm {args.command}: internal error ({type(error).__name__}: {error}); rerun with --debug for details.", file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0
+
+
+def _progress_bar(total: int, unit: str, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=description, file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def _simulate(args) -> None:
+    from .simulate import simulate
+    from .systems import get_system
+
+    system = get_system(args.system)
+    t_range = (system.time_range[0], args.t_max) if args.t_max is not None else None
+    _check_output_path(args.out, (".nc",))
+    with _progress_bar(args.tasks, "task", f"simulating {system.name}") as bar:
+        tasks = simulate(system, args.tasks, n_points=args.points, grid=tuple(args.grid) if args.grid else None,
+                         t_range=t_range, n_outputs=args.outputs, seed=args.seed, device=args.device,
+                         noise_level=args.noise, out=args.out,
+                         progress=lambda done, total: bar.update(done - bar.n))
+    print(f"wrote {args.out}: {tasks}")
+
+
+def _train(args) -> None:
+    from .data import open_taskset
+    from .train import TrainingConfig, train
+
+    _check_output_path(args.out, (".pt",))
+    tasks = open_taskset(args.tasks)
+    options = {key: value for key, value in dict(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, validation=args.validation,
+        max_seconds=args.max_minutes * 60 if args.max_minutes else None, seed=args.seed, device=args.device,
+    ).items() if value is not None}
+    config = TrainingConfig(**options)
+    bar = _progress_bar(config.epochs, "epoch", f"training on {tasks.n_tasks} tasks")
+
+    def report(progress) -> None:
+        bar.update(progress.epoch - bar.n)
+        postfix = {"loss": f"{progress.loss:.3f}"}
+        if progress.validation_latent_mse is not None:
+            postfix["val latent MSE"] = f"{progress.validation_latent_mse:.3f}"
+        bar.set_postfix(postfix)
+
+    with bar:
+        model = train(tasks, config=config, progress=report)
+    model.save(args.out)
+    last = model.history[-1] if model.history else {}
+    print(f"wrote {args.out}: best validation latent MSE {last.get('best_validation_latent_mse')}, "
+          f"stopped: {last.get('stopped_reason')}, device {model.device}")
+
+
+def _query_mesh(args, tasks, model):
+    import numpy as np
+
+    time = space = None
+    start = float(tasks.time.min())
+    stop = float(args.t_max) if args.t_max is not None else float(tasks.time.max())
+    if args.t_max is not None and stop <= start:
+        raise InvalidInputError(f"--t-max {stop} must be after the first measured time {start}.")
+    if args.grid is not None:
+        if not tasks.is_spatial:
+            raise InvalidInputError("--grid is for space x time measurements; use --points for time series.")
+        space = np.linspace(float(tasks.space.min()), float(tasks.space.max()), args.grid[0])
+        time = np.linspace(start, stop, args.grid[1])
+    elif args.points is not None:
+        if args.points < 2:
+            raise InvalidInputError(f"--points must be at least 2, got {args.points}.")
+        time = np.linspace(start, stop, args.points)
+    elif args.t_max is not None:
+        step = float(np.median(np.diff(tasks.time.numpy()))) if tasks.n_time > 1 else stop - start
+        time = np.arange(start, stop + 0.5 * step, step)
+    return time, space
+
+
+def _infer(args) -> None:
+    from .measurements import load_measurements
+    from .trained import load_model
+
+    _check_output_path(args.out, (".nc", ".csv"))
+    model = load_model(args.model, device=args.device)
+    tasks = load_measurements(args.measurements, expected_outputs=list(model.output_names))
+    time, space = _query_mesh(args, tasks, model)
+    result = model.infer(tasks, time=time, space=space, time_mapping=args.time_mapping)
+    write_result(result, args.out)
+    print(f"wrote {args.out}: latent force of {result.sizes['task']} task(s) on {result.sizes['time']} time point(s), "
+          f"{result.attrs.get('infer_ms_per_task', float('nan')):.2f} ms per task")
+
+
+def write_result(result, path: Path) -> Path:
+    """Write an inference result as netCDF, or as a long-format CSV (one row per task and mesh point)."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        latent = result[["latent_mean", "latent_std"]].to_dataframe()
+        outputs = result[["output_mean", "output_std"]].to_dataframe().unstack("output")
+        outputs.columns = [f"{name}_{stat.replace('output_', '')}" for stat, name in outputs.columns]
+        table = latent.join(outputs).reset_index()
+        table.to_csv(path, index=False)
+    else:
+        result.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def _info(args) -> None:
+    path = args.path
+    if not path.is_file():
+        raise InvalidInputError(f"No file at {str(path)!r}.")
+    if path.suffix == ".pt":
+        from .trained import load_model
+
+        model = load_model(path, device="cpu")
+        print(model.describe())
+        return
+    from .data import open_taskset
+
+    tasks = open_taskset(path)
+    print(tasks)
+    for key, value in tasks.dataset.attrs.items():
+        print(f"  {key}: {value}")
+    print(f"  parameters: {', '.join(tasks.parameter_names)}")
+
+
+def _bench(args) -> None:
+    try:
+        from benchmarks.harness import main as harness
+    except ImportError as error:
+        raise InvalidInputError(
+            "The benchmark harness lives in the repository's benchmarks/ folder; run `dklfm bench` from the repository root."
+        ) from error
+    harness(args.args)
+
+
+def _check_output_path(path: Path, suffixes: tuple[str, ...]) -> None:
+    if path.suffix not in suffixes:
+        raise InvalidInputError(f"Output file {str(path)!r} must end in {' or '.join(suffixes)}.")
+    if not path.parent.exists():
+        raise InvalidInputError(f"The folder {str(path.parent)!r} for the output file does not exist.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
