@@ -44,7 +44,7 @@ class _ModelSection(Section):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, **params)
         self.training = training
-        self._train_here = pn.widgets.Button(name="Train a model", button_type="primary")
+        self._train_here = pn.widgets.Button(label="Train a model", color="primary")
         self._train_here.on_click(lambda _: self.training.train())
         self._needs_model = pn.Row(pn.pane.Markdown(sizing_mode="stretch_width"), self._train_here, visible=False, sizing_mode="stretch_width")
 
@@ -151,7 +151,7 @@ class ExtrapolationView(_ModelSection):
     def __init__(self, session: Session, training: TrainingView, system: SystemView, **params):
         super().__init__(session, training, **params)
         self.system = system
-        self._run = pn.widgets.Button(name="Extrapolate", button_type="primary")
+        self._run = pn.widgets.Button(label="Extrapolate", color="primary")
         self._run.on_click(lambda _: self.run())
         self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
@@ -211,7 +211,7 @@ class SuperResolutionView(_ModelSection):
     def __init__(self, session: Session, training: TrainingView, system: SystemView, **params):
         super().__init__(session, training, **params)
         self.system = system
-        self._run = pn.widgets.Button(name="Infer on the fine grid", button_type="primary")
+        self._run = pn.widgets.Button(label="Infer on the fine grid", color="primary")
         self._run.on_click(lambda _: self.run())
         self._grids = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._profiles = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False, widget_location="top")

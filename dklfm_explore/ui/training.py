@@ -58,15 +58,15 @@ class TrainingView(Section):
         self.param.device.objects = devices
         self.device = "cuda" if "cuda" in devices else "cpu"
         self.job = BackgroundJob(self)
-        self.train_button = pn.widgets.Button(name="Train", button_type="primary")
-        self.stop_button = pn.widgets.Button(name="Stop (keep best)", button_type="warning", disabled=True)
+        self.train_button = pn.widgets.Button(label="Train", color="primary")
+        self.stop_button = pn.widgets.Button(label="Stop (keep best)", color="warning", disabled=True)
         self.train_button.on_click(lambda _: self.train())
         self.stop_button.on_click(lambda _: self.job.cancel())
         self._progress = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="primary")
         self._status = pn.pane.Markdown(sizing_mode="stretch_width")
         self._model_info = pn.pane.Markdown(sizing_mode="stretch_width")
         self._curves = pn.pane.HoloViews(plots.training_curves([]), sizing_mode="stretch_width", linked_axes=False)
-        self.download = pn.widgets.FileDownload(callback=self._model_bytes, filename="dklfm.pt", label="Save model", button_type="light", disabled=True)
+        self.download = pn.widgets.FileDownload(callback=self._model_bytes, filename="dklfm.pt", label="Save model", color="light", disabled=True)
         self.upload = pn.widgets.FileInput(accept=".pt", multiple=False)
         self.upload.param.watch(self._on_upload, "value")
         self.param.watch(self._on_running, ["running", "progress"])

@@ -1,0 +1,272 @@
+"""Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
+
+import importlib.util
+import logging
+import sys
+
+import holoviews as hv
+import numpy as np
+import pytest
+import xarray as xr
+
+from dklfm_explore import simulate
+from dklfm_explore.ui import Explorer, explorer
+from dklfm_explore.ui.base import INTERNAL_ERROR, Section, Session
+from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
+from dklfm_explore.ui.taskset import TaskSetView, split_tasks
+from dklfm_explore.ui.training import TrainingView
+from dklfm_explore.ui.upload import YourDataView, result_table
+
+JOB_TIMEOUT_S = 60
+"""Background jobs in these tests take well under a second; the limit only stops a hung test."""
+
+needs_model = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.train") is None, reason="the model branch is not merged yet")
+needs_measurements = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.measurements") is None, reason="the measurements branch is not merged yet")
+
+
+@pytest.fixture(scope="module")
+def app():
+    return Explorer()
+
+
+def test_explorer_opens_on_a_default_task_set(app):
+    tasks = app.session.tasks
+    assert tasks.system_name == "transcription"
+    assert tasks.n_tasks == 200
+    assert app.session.train_tasks.n_tasks + app.session.test_tasks.n_tasks == 200
+    assert app.session.test_tasks.n_tasks == 20
+    assert isinstance(app.taskset._plot.object, hv.Layout)
+    assert isinstance(app.system._preview_pane.object, hv.Layout)
+
+
+def test_inference_without_model_offers_training(app):
+    if app.session.model is not None:
+        pytest.skip("a bundled model is present")
+    assert app.inference._needs_model.visible
+    assert "train a model (up to 60 s on CPU)" in app.inference._needs_model[0].object
+    assert app.inference.result is None
+
+
+def test_each_page_builds_its_own_state():
+    first, second = Explorer(), Explorer()
+    assert first.session is not second.session
+    first.system.system = "lotka-volterra"
+    assert second.system.system == "transcription"
+    assert type(first.system.settings) is not type(second.system.settings)
+
+
+def test_explorer_returns_a_template():
+    import panel as pn
+
+    assert isinstance(explorer(), pn.template.BaseTemplate)
+
+
+def test_settings_are_generated_from_parameter_specs():
+    settings = settings_for("reaction-diffusion")
+    assert {"sensitivity", "decay_rate", "diffusion"} <= set(settings.param)
+    assert settings.diffusion == (0.001, 0.1)
+    assert settings.space_lengthscale == (0.1, 0.4)
+    assert (settings.n_space, settings.n_points) == (21, 21)
+    assert settings.simulate_kwargs()["grid"] == (21, 21)
+    assert "space_lengthscale" in settings.visible_names()
+    assert "period" not in settings.visible_names()
+    settings.kernel = "periodic"
+    assert "period" in settings.visible_names()
+
+
+def test_per_output_ranges_scale_each_outputs_typical_value():
+    settings = settings_for("transcription")
+    assert settings.decay_rate == (0.6, 1.4)
+    settings.decay_rate = (1.0, 2.0)
+    low, high = settings.simulate_kwargs()["parameter_ranges"]["decay_rate"]
+    typical = np.array([0.2829, 0.3720, 0.3617, 0.8, 0.3573])
+    np.testing.assert_allclose(low, typical, rtol=1e-6)
+    np.testing.assert_allclose(high, 2 * typical, rtol=1e-6)
+
+
+def test_changing_a_setting_redraws_the_preview():
+    view = SystemView(Session())
+    view.system = "transcription-linear"
+    assert view.preview.system_name == "transcription-linear"
+    assert view.preview.n_tasks == PREVIEW_TASKS
+    view.settings.sensitivity = (2.0, 2.5)
+    values = view.preview.dataset["sensitivity"].values
+    typical = np.array([0.9075, 0.9748, 0.9785, 1.0, 0.9680])
+    assert np.all(values >= 2.0 * typical - 1e-9) and np.all(values <= 2.5 * typical + 1e-9)
+    view.settings.n_points = 12
+    assert view.preview.n_time == 12
+    assert "softplus" not in view._equation.object
+
+
+def test_bad_setting_shows_message_and_keeps_working():
+    view = SystemView(Session())
+    view.system = "lotka-volterra"
+    view.settings.growth_rate = (1.0, 0.5)
+    assert view.message_kind == "danger"
+    assert "growth_rate" in view.message and "low" in view.message
+    view.settings.growth_rate = (0.5, 1.0)
+    assert view.message == ""
+    assert view.preview.system_name == "lotka-volterra"
+
+
+def test_guard_logs_internal_errors(caplog):
+    section = Section(Session())
+    with caplog.at_level(logging.ERROR):
+        assert section.guard(lambda: 1 / 0) is None
+    assert section.message == INTERNAL_ERROR
+    assert "ZeroDivisionError" in caplog.text
+
+
+def make_taskset_view(system="transcription-linear", n_tasks=30):
+    session = Session()
+    system_view = SystemView(session, system=system)
+    system_view.settings.n_tasks = n_tasks
+    return session, TaskSetView(session, system_view)
+
+
+def test_generate_runs_in_background_and_splits():
+    session, view = make_taskset_view(n_tasks=30)
+    seen = []
+    view.param.watch(lambda event: seen.append(event.new), "progress")
+    view.generate()
+    view.job.join(JOB_TIMEOUT_S)
+    assert not view.running
+    assert session.tasks.n_tasks == 30 and session.tasks.system_name == "transcription-linear"
+    assert (session.train_tasks.n_tasks, session.test_tasks.n_tasks) == (27, 3)
+    assert seen[-1] == 100
+    assert view.message_kind == "success"
+    assert "30 tasks" in view._summary.object
+
+
+def test_cancel_keeps_the_previous_task_set():
+    session, view = make_taskset_view(n_tasks=5000)
+    view.generate_now()
+    before = session.tasks
+    view.generate()
+    view.job.cancel()
+    view.job.join(JOB_TIMEOUT_S)
+    assert "cancelled" in view.message
+    assert session.tasks is before
+    assert not view.running and not view.generate_button.disabled
+
+
+def test_save_and_load_task_set_round_trip():
+    session, view = make_taskset_view(n_tasks=10)
+    view.generate_now()
+    saved = view._netcdf_bytes().getvalue()
+    original = session.tasks
+    other_session, other = make_taskset_view("transcription")
+    other.load_bytes(saved, "tasks.nc")
+    np.testing.assert_array_equal(other_session.tasks.dataset["y"].values, original.dataset["y"].values)
+    assert other_session.tasks.system_name == "transcription-linear"
+
+
+def test_bad_task_set_upload_shows_message():
+    session, view = make_taskset_view()
+    view.generate_now()
+    before = session.tasks
+    view.upload.filename = "broken.nc"
+    view.upload.value = b"this is not netCDF"
+    assert view.message_kind == "danger"
+    assert "broken.nc is not a readable netCDF file" in view.message
+    assert session.tasks is before
+
+
+def test_split_needs_two_tasks():
+    tasks = simulate("transcription-linear", 1, seed=0)
+    with pytest.raises(ValueError, match="at least 2 tasks"):
+        split_tasks(tasks)
+
+
+def test_training_without_tasks_says_what_to_do():
+    view = TrainingView(Session())
+    view.train()
+    assert "generate one" in view.message
+    assert not view.running
+
+
+def test_device_choices_are_available_devices():
+    view = TrainingView(Session())
+    assert "cpu" in view.param.device.objects
+    assert view.device in view.param.device.objects
+
+
+def test_upload_with_wrong_suffix_keeps_app_working():
+    session = Session()
+    view = YourDataView(session, TrainingView(session))
+    view.upload.filename = "data.xlsx"
+    view.upload.value = b"\x00\x01"
+    assert view.message_kind == "danger"
+    assert "upload a .csv or a .nc file" in view.message
+    assert view.tasks is None and view.download_csv.disabled
+
+
+def test_result_table_has_one_row_per_task_and_time():
+    time = np.linspace(0, 1, 4)
+    result = xr.Dataset(
+        {
+            "latent_mean": (("task", "time"), np.arange(8.0).reshape(2, 4)),
+            "latent_std": (("task", "time"), np.ones((2, 4))),
+            "output_mean": (("task", "output", "time"), np.arange(16.0).reshape(2, 2, 4)),
+            "output_std": (("task", "output", "time"), np.full((2, 2, 4), 0.5)),
+        },
+        coords={"task": [0, 1], "output": ["a", "b"], "time": time},
+    )
+    table = result_table(result)
+    assert list(table.columns) == ["task", "time", "latent_mean", "latent_std", "a_mean", "a_std", "b_mean", "b_std"]
+    assert len(table) == 8
+    row = table[(table.task == 1) & (table.time == time[2])].iloc[0]
+    assert (row.latent_mean, row.a_mean, row.b_mean) == (6.0, 10.0, 14.0)
+
+
+def test_importing_the_package_does_not_load_panel():
+    import subprocess
+
+    code = "import sys, dklfm_explore; print('panel' in sys.modules, 'holoviews' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@needs_model
+def test_train_then_infer_a_test_task():
+    app = Explorer()
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.epochs = 2
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.model is not None, app.training.message
+    assert len(app.training.history) >= 1
+    assert app.inference.result is not None
+    assert app.inference.result["latent_mean"].dims == ("task", "time")
+    assert isinstance(app.inference._latent.object, hv.Overlay)
+    assert "latent MSE" in app.inference._metrics.object
+    saved = app.training._model_bytes().getvalue()
+    other = Explorer()
+    other.training.load_bytes(saved, "dklfm.pt")
+    assert other.session.model.system_name == "transcription"
+
+
+@needs_measurements
+@needs_model
+def test_upload_example_then_bad_file():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.epochs = 1
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    view = app.your_data
+    view.load_bytes(example_csv().encode(), "example.csv")
+    assert view.result is not None
+    assert isinstance(view._latent.object, hv.Overlay)
+    table = result_table(view.result)
+    assert {"time", "latent_mean", "latent_std"} <= set(table.columns)
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert view.message_kind == "danger" and view.message
+    assert view.result is None
+    view.load_bytes(example_csv().encode(), "example.csv")
+    assert view.result is not None
