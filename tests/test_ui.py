@@ -21,7 +21,6 @@ JOB_TIMEOUT_S = 60
 """Background jobs in these tests take well under a second; the limit only stops a hung test."""
 
 needs_model = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.train") is None, reason="the model branch is not merged yet")
-needs_measurements = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.measurements") is None, reason="the measurements branch is not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +246,37 @@ def test_train_then_infer_a_test_task():
     assert other.session.model.system_name == "transcription"
 
 
-@needs_measurements
+def test_upload_reads_measurements_and_asks_for_a_model(app):
+    from dklfm_explore.measurements import example_csv
+
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.tasks.n_tasks == 2 and view.tasks.output_names == list(app.session.train_tasks.output_names)
+    assert view.tasks.has_latent
+    if app.session.model is None:
+        assert "train a model" in view._needs_model[0].object
+        assert view.result is None and view.download_csv.disabled
+
+
+def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
+    from dklfm_explore.measurements import example_csv
+
+    view = app.your_data
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert view.message_kind == "danger"
+    assert "bad.csv" in view.message and view.message.count(". ") == 0
+    assert view.tasks is None
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.message_kind == "success"
+
+
+def test_bundled_p53_data_loads(app):
+    tasks = app.your_data.load_p53()
+    assert (tasks.n_tasks, tasks.n_outputs, tasks.n_time) == (3, 5, 7)
+    assert app.your_data.message_kind == "success"
+
+
 @needs_model
 def test_upload_example_then_bad_file():
     from dklfm_explore.measurements import example_csv

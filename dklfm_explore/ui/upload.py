@@ -13,7 +13,9 @@ import xarray as xr
 
 from .. import plots
 from ..data import NETCDF_ENGINE, TaskSet
+from ..datasets import load_p53
 from ..errors import InvalidInputError
+from ..measurements import example_csv, load_measurements
 from .base import Section, Session
 from .inference import _ModelSection, latent_mse
 from .training import TrainingView
@@ -23,16 +25,16 @@ __all__ = ["YourDataView", "result_table", "FORMAT_HELP"]
 ACCEPTED_SUFFIXES = (".csv", ".nc")
 
 FORMAT_HELP = """
-**File format.** A CSV file with a header row:
+**File format.** A CSV file, one row per measured point, with a header row:
 
-* `time`: the measurement times, in the unit the model was trained with;
+* `time` (required): the measurement times, in the unit the model was trained with (any order, irregular spacing allowed);
 * `space` (space-time systems only): the position of each measurement;
 * one column per output, named as the model's outputs (for the p53 model: `DDB2`, `BIK`, `DR5`, `p21`, `SESN1`);
-  leave a cell empty where a value is missing;
-* optionally `replicate` (several series of one system, each inferred as its own task),
-  `<output>_se` (known measurement error of an output) and `force` (a known latent force, drawn as the truth).
+  an empty cell (or `NA`) is a missing value;
+* optionally `replicate` (each replicate is inferred as its own series), `<output>_se` (known measurement error)
+  and `force` (a known latent force, drawn as the truth). Units may follow a name in brackets: `time [h]`.
 
-A netCDF task set (from *Save task set* or `dklfm simulate`) works too. Download the example below to start from.
+A netCDF task set (from *Save task set* or `dklfm simulate`) works too. The example file below is in this format.
 """
 
 
@@ -64,6 +66,8 @@ class YourDataView(_ModelSection):
         self.example = pn.widgets.FileDownload(callback=self._example_bytes, filename="example_measurements.csv", label="Download the example CSV", color="light")
         self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
+        self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
+        self.p53_button.on_click(lambda _: self.guard(self.load_p53))
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
@@ -71,10 +75,22 @@ class YourDataView(_ModelSection):
         self.param.watch(lambda _: self._draw(), "task")
         session.param.watch(lambda _: self.infer(), ["model"])
 
-    def _example_bytes(self) -> io.BytesIO:
-        from ..measurements import example_csv
+    def _system_name(self) -> str:
+        model, tasks = self.session.model, self.session.train_tasks
+        if model is not None:
+            return model.system_name
+        return tasks.system_name if tasks is not None and tasks.system_name else "transcription"
 
-        return io.BytesIO(example_csv().encode())
+    def _example_bytes(self) -> io.BytesIO:
+        system = self._system_name()
+        self.example.filename = f"example_{system}.csv"
+        return io.BytesIO(example_csv(system).encode())
+
+    def load_p53(self) -> TaskSet:
+        """Use the bundled p53 measurements (Barenco et al. 2006, 5 Gy: 3 replicates x 7 times)."""
+        tasks = load_p53("5Gy")
+        self._use(tasks, "the bundled p53 data (5 Gy)")
+        return tasks
 
     def _on_upload(self, event) -> None:
         if event.new:
@@ -93,22 +109,20 @@ class YourDataView(_ModelSection):
         suffix = Path(filename).suffix.lower()
         if suffix not in ACCEPTED_SUFFIXES:
             raise InvalidInputError(f"{filename} is a {suffix or 'suffix-less'} file; upload a .csv or a .nc file.")
-        from ..measurements import load_measurements
-
         expected = self.session.train_tasks.output_names if self.session.train_tasks is not None else None
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / Path(filename).name
-            path.write_bytes(content)
-            tasks = load_measurements(path, expected_outputs=expected).load()
+        tasks = load_measurements(content, expected_outputs=expected, system=self._system_name(), name=filename)
+        self._use(tasks, filename)
+        return tasks
+
+    def _use(self, tasks: TaskSet, source: str) -> None:
         self.tasks = tasks
-        self.say(f"Read {filename}: {tasks.n_tasks} series, {tasks.n_outputs} output(s) ({', '.join(tasks.output_names)}), {tasks.n_time} times.", "success")
+        self.say(f"Read {source}: {tasks.n_tasks} series, {tasks.n_outputs} output(s) ({', '.join(tasks.output_names)}), {tasks.n_time} times.", "success")
         top = tasks.n_tasks - 1
         self.param.task.bounds = (0, top)
         self._task_widget.end = max(top, 1)
         self._task_widget.visible = top > 0
         self.task = 0
         self.infer()
-        return tasks
 
     def infer(self) -> None:
         """Infer the uploaded tasks with the session's model (nothing if either is missing)."""
@@ -156,7 +170,7 @@ class YourDataView(_ModelSection):
     def __panel__(self):
         return pn.Column(
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
-            pn.Row(self.example, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
+            pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
             self._alert, self._needs_model,
             self._task_widget, self._summary, self._latent, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
