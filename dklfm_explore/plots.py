@@ -175,7 +175,7 @@ def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv
         panels.append(_opts(_frame(hv.Overlay(curves), f"task {k}: outputs", legend=(k == 0 and len(tasks.output_names) > 1)), **SMALL))
     for k in range(count if tasks.has_latent else 0):
         curve = _opts(hv.Curve((time, tasks.dataset["f"].isel(task=k).values), kdims=[time_dim], vdims=[latent_dim]), color=TRUTH_COLOUR, line_width=2)
-        panels.append(_opts(_frame(hv.Overlay([curve]), f"task {k}: {_latent_name(tasks)}", legend=False), **SMALL))
+        panels.append(_opts(_frame(hv.Overlay([curve]), f"task {k}: latent force", legend=False), **SMALL))
     return hv.Layout(panels).cols(count)
 
 

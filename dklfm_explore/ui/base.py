@@ -10,6 +10,7 @@ from typing import Any, Callable
 import panel as pn
 import param
 from panel.io.state import set_curdoc
+from tornado.ioloop import IOLoop
 
 from ..errors import DKLFMError
 
@@ -75,9 +76,12 @@ class BackgroundJob:
     """Run a long job on a worker thread and deliver its callbacks to the page's document.
 
     ``work(progress, cancelled)`` runs on the thread.  ``progress(value)`` and the
-    final ``done(result)`` / ``failed(error)`` are scheduled on the Bokeh document
+    final ``on_done(result)`` / ``on_finally()`` are scheduled on the Bokeh document
     of the session that started the job (or called directly when there is none,
     as in notebooks and tests), so other sessions and this page stay responsive.
+    They are handed to the server's IOLoop with its thread-safe ``add_callback``:
+    a document's ``add_next_tick_callback`` called from another thread queues the
+    callback without waking the loop.
 
     Parameters
     ----------
@@ -90,6 +94,7 @@ class BackgroundJob:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._doc = None
+        self._loop = None
 
     @property
     def running(self) -> bool:
@@ -104,6 +109,7 @@ class BackgroundJob:
     def start(self, work: Callable, *, on_progress: Callable, on_done: Callable, on_finally: Callable) -> None:
         self._cancel.clear()
         self._doc = pn.state.curdoc
+        self._loop = IOLoop.current() if self._doc is not None and self._doc.session_context is not None else None
 
         def report(value):
             self._deliver(on_progress, value)
@@ -135,7 +141,7 @@ class BackgroundJob:
             def scheduled():
                 with set_curdoc(doc):
                     callback(*args)
-            doc.add_next_tick_callback(scheduled)
+            self._loop.add_callback(doc.add_next_tick_callback, scheduled)
         else:
             callback(*args)
 

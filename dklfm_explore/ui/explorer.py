@@ -17,6 +17,18 @@ TITLE = "DKLFM Explorer"
 ACCENT = "#1f5f8b"
 
 
+
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+
+
+OfflineFast = type("Fast", (pn.theme.Fast,), {
+    "__doc__": "Panel's Fast design without the Open Sans font it fetches from Google, so the app runs offline.",
+    "__module__": __name__,
+    "_resources": {**pn.theme.Fast._resources, "font": {}},
+})
+"""Named ``Fast`` because Panel finds a design's bundled files under its class name in lower case."""
+
+
 class Explorer(pn.viewable.Viewer):
     """All sections of the dashboard over one :class:`~dklfm_explore.ui.base.Session`.
 
@@ -49,7 +61,10 @@ class Explorer(pn.viewable.Viewer):
         )
 
     def template(self) -> pn.template.BaseTemplate:
-        """The page: settings in the sidebar, the sections as tabs."""
+        """The page: settings in the sidebar, the sections as tabs.
+
+        The Fast design without its web font (see :class:`OfflineFast`).
+        """
         return pn.template.FastListTemplate(
             title=TITLE,
             sidebar=[self.system.sidebar()],
@@ -57,6 +72,9 @@ class Explorer(pn.viewable.Viewer):
             accent=ACCENT,
             sidebar_width=340,
             theme_toggle=False,
+            design=OfflineFast,
+            font=FONT,
+            font_url="",
         )
 
     def __panel__(self):
