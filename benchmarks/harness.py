@@ -36,6 +36,7 @@ import xarray as xr
 from benchmarks.provenance import RESULTS, header, write_json
 from dklfm_explore import TaskSet, get_system, resolve_device, simulate
 from dklfm_explore.metrics import latent_metrics, output_metrics
+from dklfm_explore.runtime import tune_allocator
 
 FAMILIES = ("transcription", "transcription-linear", "reaction-diffusion", "lotka-volterra-extrapolation")
 ROW_KEYS = ("family", "method", "n_train", "n_test", "latent_mse", "output_mse", "coverage95", "nlpd",
@@ -155,11 +156,11 @@ def _infer_dklfm(model, observed: TaskSet, device, **query):
 
 
 def _per_task(observed: TaskSet, settings: Settings, device, **query):
-    from dklfm_explore.model.baselines import fit_per_task_lfm
+    from dklfm_explore.model.baselines import per_task_posterior
 
     options = {} if settings.per_task_iterations is None else {"iterations": settings.per_task_iterations}
     with PeakMemory(device) as memory:
-        result, seconds = _timed(lambda: fit_per_task_lfm(observed, device=device, **options, **query), device)
+        result, seconds = _timed(lambda: per_task_posterior(observed, device=device, threads=None, **options, **query), device)
     return result, seconds, memory.peak_mb
 
 
@@ -191,22 +192,16 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     return rows
 
 
-def _union_grid(*sizes: int) -> np.ndarray:
-    return np.unique(np.concatenate([np.linspace(0.0, 1.0, n) for n in sizes]))
-
-
 def run_reaction_diffusion(settings: Settings, device, timings: dict) -> list[dict]:
     """Train on the coarse grid; observe test tasks on it and infer the latent on the fine grid."""
     family = "reaction-diffusion"
     train_tasks = simulate(family, settings.n_train_rd, grid=settings.rd_train_grid, seed=TRAIN_SEED, device=device)
     coarse_x, coarse_t = (np.linspace(0, 1, n) for n in settings.rd_train_grid)
     fine_x, fine_t = (np.linspace(0, 1, n) for n in settings.rd_test_grid)
-    union_x = _union_grid(settings.rd_train_grid[0], settings.rd_test_grid[0])
-    union_t = _union_grid(settings.rd_train_grid[1], settings.rd_test_grid[1])
-    test_union = simulate(family, settings.n_test, space=union_x, time=union_t, seed=TEST_SEED, device=device)
-    pick = lambda grid, values: [int(np.argmin(np.abs(grid - v))) for v in values]
-    observed = TaskSet(test_union.dataset.isel(space=pick(union_x, coarse_x), time=pick(union_t, coarse_t)))
-    fine = TaskSet(test_union.dataset.isel(space=pick(union_x, fine_x), time=pick(union_t, fine_t)))
+    test_union = simulate(family, settings.n_test, space=np.union1d(coarse_x, fine_x), time=np.union1d(coarse_t, fine_t),
+                          seed=TEST_SEED, device=device)
+    observed = test_union.select_mesh(time=coarse_t, space=coarse_x)
+    fine = test_union.select_mesh(time=fine_t, space=fine_x)
     scales = _scales(train_tasks)
     query = {"space": fine.dataset["space"].values, "time": fine.dataset["time"].values}
     model, train_s, train_mem = _train_dklfm(train_tasks, settings, device)
@@ -333,6 +328,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    tune_allocator()
     settings = Settings.quick_settings() if args.quick else Settings()
     device = resolve_device(args.device)
     chosen = [f.strip() for f in args.families.split(",") if f.strip()]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import DKLFMError, InvalidInputError
+from .runtime import tune_allocator
 
 __all__ = ["main"]
 
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tune_allocator()
     try:
         handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "bench": _bench}[args.command]
         handler(args)

@@ -164,6 +164,27 @@ class TaskSet:
             raise InvalidInputError(f"The window [{t_min}, {t_max}] keeps {int(keep.sum())} time point(s); it needs at least 2.")
         return TaskSet(self.dataset.isel(time=np.flatnonzero(keep)))
 
+    def select_mesh(self, time=None, space=None, *, tolerance: float = 1e-9) -> "TaskSet":
+        """Keep the mesh points at the given coordinates (each must be on the mesh within ``tolerance``).
+
+        With a task set simulated on the union of a coarse and a fine grid, this gives the same tasks
+        on either grid (observed coarse, truth fine: super-resolution).
+        """
+        index = {}
+        for name, wanted in (("time", time), ("space", space)):
+            if wanted is None:
+                continue
+            if name == "space" and not self.is_spatial:
+                raise InvalidInputError("A space selection was given but the tasks are over time only.")
+            grid = self.dataset[name].values
+            wanted = np.atleast_1d(np.asarray(wanted, dtype=np.float64))
+            nearest = np.abs(grid[None, :] - wanted[:, None]).argmin(axis=1)
+            off = np.abs(grid[nearest] - wanted) > tolerance
+            if off.any():
+                raise InvalidInputError(f"{name} {wanted[off][0]:g} is not on the task set's {name} mesh.")
+            index[name] = nearest
+        return TaskSet(self.dataset.isel(index))
+
     def batches(self, batch_size: int, *, seed: int | None = None, device=None) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Stream ``(task_index, y, f)`` batches, reading only one batch at a time from a lazy file.
 

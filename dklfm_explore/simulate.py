@@ -239,7 +239,8 @@ def _simulate_chunk(system, mesh, prior, count, n_outputs, generator, device, dt
         noise_std = noise_level * spread
     shape = (1, -1) + (1,) * (y_clean.ndim - 2)
     noise = torch.randn(y_clean.shape, generator=generator, dtype=torch.float64) * noise_std.reshape(shape)
-    chunk = {"y": y_clean + noise, "y_clean": y_clean, "f": latent, "parameters": parameters, "hyper": hyper}
+    chunk = {"y": y_clean + noise, "y_clean": y_clean, "f": latent, "parameters": parameters, "hyper": hyper,
+             "noise_std": noise_std}
     return chunk, noise_std
 
 
@@ -254,6 +255,7 @@ def _to_dataset(chunk, mesh: Mesh, names, start: int, attrs: dict, system: Syste
         "y": (("task", "output") + mesh_dims, chunk["y"].numpy(), {"long_name": "observed outputs", "units": system.output_unit}),
         "y_clean": (("task", "output") + mesh_dims, chunk["y_clean"].numpy(), {"long_name": "noise-free outputs", "units": system.output_unit}),
         "f": (("task",) + mesh_dims, chunk["f"].numpy(), {"long_name": system.latent_name, "units": system.latent_unit}),
+        "noise_std": (("output",), chunk["noise_std"].numpy(), {"long_name": "observation noise standard deviation", "units": system.output_unit}),
     }
     specs = system.parameter_specs
     for key, value in chunk["parameters"].items():
@@ -288,8 +290,11 @@ class _ChunkWriter:
             else:
                 handle.create_variable(name, (name,), data=values)
         for name, variable in dataset.data_vars.items():
-            chunks = (min(1024, self.n_tasks),) + tuple(variable.shape[1:])
-            created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks)
+            if "task" not in variable.dims:
+                created = handle.create_variable(name, variable.dims, data=variable.values)
+            else:
+                chunks = (min(1024, self.n_tasks),) + tuple(variable.shape[1:])
+                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks)
             created.attrs.update(variable.attrs)
         handle.attrs.update(self.attrs)
         self.file = handle
@@ -299,7 +304,8 @@ class _ChunkWriter:
             self._create(dataset)
         stop = start + dataset.sizes["task"]
         for name, variable in dataset.data_vars.items():
-            self.file.variables[name][start:stop] = variable.values
+            if "task" in variable.dims:
+                self.file.variables[name][start:stop] = variable.values
 
     def finish(self) -> Path:
         self.file.close()

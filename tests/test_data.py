@@ -114,3 +114,14 @@ def test_importing_the_package_does_not_load_the_ui():
     code = "import sys, dklfm_explore, dklfm_explore.simulate; print('panel' in sys.modules, 'holoviews' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False False"
+
+
+def test_select_mesh_gives_the_same_tasks_on_two_grids():
+    union = np.union1d(np.linspace(0, 1, 5), np.linspace(0, 1, 7))
+    both = simulate("reaction-diffusion", 2, space=union, time=union, seed=0)
+    coarse = both.select_mesh(time=np.linspace(0, 1, 5), space=np.linspace(0, 1, 5))
+    fine = both.select_mesh(time=np.linspace(0, 1, 7), space=np.linspace(0, 1, 7))
+    assert coarse.dataset["f"].shape == (2, 5, 5) and fine.dataset["f"].shape == (2, 7, 7)
+    assert np.array_equal(coarse.dataset["f"].values[:, 0, -1], fine.dataset["f"].values[:, 0, -1])
+    with pytest.raises(InvalidInputError, match="not on the"):
+        both.select_mesh(time=[0.3])

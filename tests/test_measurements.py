@@ -357,3 +357,15 @@ def test_netcdf_with_text_values_is_rejected(tmp_path):
     dataset.to_netcdf(tmp_path / "text.nc", engine="h5netcdf")
     with pytest.raises(InvalidInputError, match="'y' of text.nc holds .* values; it needs numbers"):
         load_measurements(tmp_path / "text.nc")
+
+
+def test_pool_replicates_averages_points_and_combines_errors():
+    from dklfm_explore.datasets import load_p53
+    from dklfm_explore.measurements import pool_replicates
+
+    p53 = load_p53("5Gy")
+    pooled = pool_replicates(p53)
+    assert pooled.dataset["y"].dims == ("task", "output", "time") and pooled.n_tasks == 1
+    assert np.allclose(pooled.dataset["y"].values[0], p53.dataset["y"].values.mean(axis=0))
+    expected_se = np.sqrt((p53.dataset["y_se"].values ** 2).sum(axis=0)) / 3
+    assert np.allclose(pooled.dataset["y_se"].values[0], expected_se)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,6 +176,8 @@ def test_simulation_is_reproducible_and_noise_is_as_requested(name):
     reduce = [d for d in noise.dims if d != "output"]
     ratio = noise.std(reduce) / first.dataset["y_clean"].std(reduce)
     assert ((ratio > 0.17) & (ratio < 0.23)).all(), ratio.values
+    clean_spread = first.dataset["y_clean"].std(reduce)
+    assert np.allclose(first.dataset["noise_std"].values, 0.2 * clean_spread.values, rtol=0.02)
 
 
 def test_user_registered_system_runs_through_simulation():

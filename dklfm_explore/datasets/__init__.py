@@ -9,6 +9,7 @@ here::
 """
 
 from .p53 import P53_CITATION, P53_DOSES, P53_PROBES, load_p53, write_p53_csvs
+from .pretrained import PRETRAINED_MODELS, PretrainedModel, load_pretrained, pretrained_path
 from .registry import DATA_DIR, DATASETS, BundledDataset, get_dataset, load_dataset, register_dataset
 
 __all__ = [
@@ -23,4 +24,8 @@ __all__ = [
     "P53_DOSES",
     "P53_PROBES",
     "P53_CITATION",
+    "PRETRAINED_MODELS",
+    "PretrainedModel",
+    "load_pretrained",
+    "pretrained_path",
 ]

@@ -1,0 +1,409 @@
+"""The deep kernel latent force model: joint GP of latent force and outputs, its loss and conditionals.
+
+DESIGN.md items 1-5.  Per task, with mesh points ``x`` (flattened ``[space x] time``),
+outputs ``y`` (``P`` curves) and latent force ``f``:
+
+.. math::
+    \\begin{bmatrix} h \\\\ y \\end{bmatrix} \\sim N\\left(
+    \\begin{bmatrix} \\mu_h \\\\ \\mu_y \\end{bmatrix},
+    \\begin{bmatrix} K_{hh} & K_{hy} \\\\ K_{yh} & K_{yy} + \\sigma_y^2 I \\end{bmatrix}\\right),
+    \\qquad f \\sim N(h, \\sigma_f^2 I)
+
+with ``K = base(NN(z), NN(z'))``, ``z = x (+) e_p`` for output points and ``z = x (+) 0``
+for latent points.  All covariance algebra is float64 through :mod:`.linalg`.
+
+Mesh coordinates are passed as a tuple of 1-D tensors, one per mesh dim in the
+order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
+``(time,)``.  All values are in the normalised units of
+:class:`~dklfm_explore.data.Normaliser`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError, UnknownNameError
+from .embedding import TaskEmbedding
+from .kernel import BASE_KERNELS, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
+from .linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
+
+__all__ = ["ModelConfig", "DKLFM", "Posterior", "mesh_points"]
+
+MIN_NOISE_STD = 1e-3
+"""Floor of the noise standard deviations (standardised units): 0.1% of a curve's spread keeps K_yy well conditioned."""
+
+Coords = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and initialisation of a :class:`DKLFM`.
+
+    Parameters
+    ----------
+    n_outputs : int or None
+        Number of outputs ``P``; ``None`` lets :func:`~dklfm_explore.train.train` take it from the data.
+    input_dim : int or None
+        Mesh dimension: 1 (time) or 2 (space x time); ``None`` = from the data.
+    embedding_dim : int
+        ``E``, channels of the FNO task embedding.
+    fno_width, fno_modes, fno_layers : int
+        FNO hidden channels, Fourier modes per dim, Fourier layers.
+    mlp_width, mlp_depth : int
+        Hidden units and hidden layers of the feature MLP.
+    feature_dim : int
+        Features seen by the base kernel.
+    base_kernel : {"rbf", "periodic"}
+        Periodic for oscillating systems that must extrapolate.
+    initial_lengthscale : float
+        Base-kernel lengthscale at initialisation (feature units).  Small (0.15) so that fresh
+        MLP features already vary across the time window (DESIGN.md pitfalls: stuck at the prior).
+    initial_period : float
+        Periodic kernel's initial period (feature units).
+    initial_noise : float
+        Initial ``sigma_y`` and ``sigma_f`` (standardised units).
+    latent_weight : float
+        Weight of the latent term of the loss (each term is already divided by its number of points).
+    use_embedding : bool
+        Feed the FNO embedding to the kernel (off = one kernel shared by all outputs).
+    identity_features : bool
+        Replace the MLP by the identity (a plain GP on ``z``; for tests).
+    """
+
+    n_outputs: int | None = None
+    input_dim: int | None = None
+    embedding_dim: int = 16
+    fno_width: int = 32
+    fno_modes: int = 8
+    fno_layers: int = 2
+    mlp_width: int = 64
+    mlp_depth: int = 2
+    feature_dim: int = 16
+    base_kernel: str = "rbf"
+    initial_lengthscale: float = 0.15
+    initial_period: float = 1.0
+    initial_noise: float = 0.1
+    latent_weight: float = 5.0
+    use_embedding: bool = True
+    identity_features: bool = False
+
+    def validate(self) -> "ModelConfig":
+        """Return ``self`` after checking every field; raise :class:`InvalidInputError` otherwise."""
+        if self.base_kernel not in BASE_KERNELS:
+            raise UnknownNameError("base kernel", self.base_kernel, BASE_KERNELS)
+        if self.n_outputs is None or int(self.n_outputs) < 1:
+            raise InvalidInputError(f"ModelConfig.n_outputs must be a positive integer, got {self.n_outputs}.")
+        if self.input_dim not in (1, 2):
+            raise InvalidInputError(f"ModelConfig.input_dim must be 1 (time) or 2 (space x time), got {self.input_dim}.")
+        for name in ("embedding_dim", "fno_width", "fno_modes", "fno_layers", "mlp_width", "mlp_depth", "feature_dim"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInputError(f"ModelConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("initial_lengthscale", "initial_period", "initial_noise", "latent_weight"):
+            if not float(getattr(self, name)) > 0:
+                raise InvalidInputError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}.")
+        if self.initial_noise <= MIN_NOISE_STD:
+            raise InvalidInputError(f"ModelConfig.initial_noise {self.initial_noise} must exceed the noise floor {MIN_NOISE_STD}.")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise InvalidInputError(f"Unknown ModelConfig field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
+        return cls(**values)
+
+
+@dataclass
+class Posterior:
+    """GP conditional at query points, in standardised units.
+
+    Attributes
+    ----------
+    latent_mean, latent_var : Tensor (task, *query_mesh)
+    output_mean, output_var : Tensor (task, output, *query_mesh)
+    latent_cov : Tensor (task, query_point, query_point) or None
+        With ``full_cov=True``.
+    output_cov : Tensor (task, output * query_point, output * query_point) or None
+        With ``full_cov=True``; rows ordered output-major.
+    """
+
+    latent_mean: torch.Tensor
+    latent_var: torch.Tensor
+    output_mean: torch.Tensor
+    output_var: torch.Tensor
+    latent_cov: torch.Tensor | None = None
+    output_cov: torch.Tensor | None = None
+
+
+def mesh_points(coords: Coords) -> torch.Tensor:
+    """Flatten a tensor-product mesh to points.
+
+    Parameters
+    ----------
+    coords : tuple of Tensor
+        ``(time,)`` or ``(space, time)``.
+
+    Returns
+    -------
+    Tensor (point, input) float64
+        Points in row-major order, matching ``y.reshape(..., -1)`` over the mesh dims.
+    """
+    grids = torch.meshgrid(*[c.to(torch.float64) for c in coords], indexing="ij")
+    return torch.stack([g.reshape(-1) for g in grids], dim=-1)
+
+
+def _as_coords(x) -> Coords:
+    if isinstance(x, torch.Tensor):
+        return (x,)
+    return tuple(x)
+
+
+class DKLFM(nn.Module):
+    """Deep kernel latent force model (DESIGN.md items 1-5).
+
+    Parameters
+    ----------
+    config : ModelConfig
+        With ``n_outputs`` and ``input_dim`` set.
+
+    Examples
+    --------
+    >>> model = DKLFM(ModelConfig(n_outputs=5, input_dim=1))
+    >>> time = torch.linspace(0, 1, 20, dtype=torch.float64)
+    >>> loss = model.loss(time, y, f)                     # y (task, 5, 20), f (task, 20)
+    >>> post = model.posterior(time, y, torch.linspace(0, 1, 80))
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config.validate()
+        mesh_dims = int(config.input_dim)
+        self.embedding = (
+            TaskEmbedding(mesh_dims, config.embedding_dim, config.fno_width, config.fno_modes, config.fno_layers)
+            if config.use_embedding
+            else None
+        )
+        in_features = mesh_dims + (config.embedding_dim if config.use_embedding else 0)
+        self.features = (
+            IdentityFeatures()
+            if config.identity_features
+            else FeatureMap(in_features, config.mlp_width, config.feature_dim, config.mlp_depth)
+        )
+        self.kernel = make_base_kernel(
+            config.base_kernel, lengthscale=config.initial_lengthscale, period=config.initial_period
+        )
+        raw_noise = inverse_softplus(config.initial_noise, MIN_NOISE_STD)
+        self.latent_mean = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.output_mean = nn.Parameter(torch.zeros(config.n_outputs, dtype=torch.float64))
+        self.raw_output_noise = nn.Parameter(torch.full((config.n_outputs,), raw_noise, dtype=torch.float64))
+        self.raw_latent_noise = nn.Parameter(torch.tensor(raw_noise, dtype=torch.float64))
+
+    def state_dict(self, *args, **kwargs):
+        """The weights only: drops the ``_metadata`` entry neuralop's FNO adds (its constructor arguments,
+        which are not tensors and would break ``torch.load(weights_only=True)``)."""
+        state = super().state_dict(*args, **kwargs)
+        state.pop("_metadata", None)
+        return state
+
+    @property
+    def output_noise(self) -> torch.Tensor:
+        """``sigma_y``, Tensor ``(output,)`` float64 (standard deviation, standardised units)."""
+        return positive(self.raw_output_noise, MIN_NOISE_STD)
+
+    @property
+    def latent_noise(self) -> torch.Tensor:
+        """``sigma_f``, scalar Tensor float64."""
+        return positive(self.raw_latent_noise, MIN_NOISE_STD)
+
+    def embed(self, x, y: torch.Tensor) -> torch.Tensor | None:
+        """Task embedding ``Tensor (task, output, embedding)`` of ``y (task, output, *mesh)``, or None if disabled."""
+        if self.embedding is None:
+            return None
+        return self.embedding(y, _as_coords(x))
+
+    def _output_features(self, points: torch.Tensor, embedding: torch.Tensor | None, n_tasks: int) -> torch.Tensor:
+        """Features of output points ``z = x (+) e_p``: Tensor ``(task, output * point, feature)``, output-major."""
+        n_points = points.shape[0]
+        n_outputs = self.config.n_outputs
+        x = points.expand(n_tasks, n_outputs, n_points, points.shape[-1])
+        if embedding is not None:
+            e = embedding.to(points.dtype)[:, :, None, :].expand(n_tasks, n_outputs, n_points, embedding.shape[-1])
+            x = torch.cat([x, e], dim=-1)
+        return self.features(x.reshape(n_tasks, n_outputs * n_points, -1))
+
+    def _latent_features(self, points: torch.Tensor) -> torch.Tensor:
+        """Features of latent points ``z = x (+) 0``: Tensor ``(1, point, feature)``."""
+        z = points
+        if self.embedding is not None:
+            z = torch.cat([points, points.new_zeros(points.shape[0], self.config.embedding_dim)], dim=-1)
+        return self.features(z[None])
+
+    def _check(self, x: Coords, y: torch.Tensor) -> None:
+        shape = tuple(c.numel() for c in x)
+        expected = (self.config.n_outputs,) + shape
+        if y.ndim != 2 + len(x) or tuple(y.shape[1:]) != expected:
+            raise InvalidInputError(
+                f"`y` has shape {tuple(y.shape)} but the model needs (task, {self.config.n_outputs} outputs, mesh {shape})."
+            )
+
+    def _condition(self, x: Coords, y: torch.Tensor):
+        """Shared part of the loss and the conditionals: features, and the Cholesky factor per mask group.
+
+        Yields ``(task_index, observed_index, factor, whitened_residual, output_features)`` per group of
+        tasks with the same set of observed points; ``factor (group, n, n)`` is ``chol(K_yy + sigma_y^2 I)``.
+        """
+        n_tasks = y.shape[0]
+        points = mesh_points(x).to(y.device)
+        embedding = self.embed(x, y)
+        phi_y = self._output_features(points, embedding, n_tasks)
+        flat = y.reshape(n_tasks, -1)
+        observed = ~torch.isnan(flat)
+        n_points = points.shape[0]
+        output_of = torch.arange(self.config.n_outputs, device=y.device).repeat_interleave(n_points)
+        masks, group_of = torch.unique(observed, dim=0, return_inverse=True)
+        for group, mask in enumerate(masks):
+            tasks = torch.nonzero(group_of == group).squeeze(-1)
+            index = torch.nonzero(mask).squeeze(-1)
+            if index.numel() == 0:
+                raise InvalidInputError("A task has no observed output value; every task needs at least one.")
+            phi = phi_y[tasks][:, index]
+            noise = self.output_noise[output_of[index]] ** 2
+            covariance = self.kernel(phi, phi) + torch.diag_embed(noise).expand(len(tasks), -1, -1)
+            factor, _ = cholesky(covariance)
+            residual = flat[tasks][:, index] - self.output_mean[output_of[index]]
+            whitened = solve_lower(factor, residual.unsqueeze(-1))
+            yield tasks, index, factor, whitened, phi
+
+    def loss(self, x, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Negative joint log likelihood of a batch of training tasks (DESIGN.md item 4).
+
+        .. math::
+            \\ell = \\frac{w}{T_f} \\left[-\\log N(f \\mid \\mu_{h|y}, K_{h|y} + \\sigma_f^2 I)\\right]
+                  + \\frac{1}{P T_y} \\left[-\\log N(y \\mid \\mu_y, K_{yy} + \\sigma_y^2 I)\\right]
+
+        averaged over tasks, with ``w = config.latent_weight`` and each term divided by its
+        number of observed points (DESIGN.md pitfalls: otherwise training sticks at the prior).
+
+        Parameters
+        ----------
+        x : tuple of Tensor
+            Mesh coordinates ``(time,)`` or ``(space, time)``, normalised.
+        y : Tensor (task, output, *mesh)
+            Standardised outputs; NaN = not observed (tasks are grouped by their NaN pattern).
+        f : Tensor (task, *mesh)
+            Standardised latent force; NaN = not observed.
+
+        Returns
+        -------
+        Tensor () float64
+        """
+        latent, output = self.loss_terms(x, y, f)
+        return (self.config.latent_weight * latent + output).mean()
+
+    def loss_terms(self, x, y: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-point negative log densities ``(latent, output)``, each Tensor ``(task,)`` float64 (see :meth:`loss`)."""
+        x = _as_coords(x)
+        self._check(x, y)
+        n_tasks = y.shape[0]
+        points = mesh_points(x).to(y.device)
+        phi_h = self._latent_features(points)
+        f_flat = f.reshape(n_tasks, -1)
+        latent_terms = y.new_zeros(n_tasks)
+        output_terms = y.new_zeros(n_tasks)
+        f_observed = ~torch.isnan(f_flat)
+        for tasks, index, factor, whitened, phi in self._condition(x, y):
+            n_obs = index.numel()
+            log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
+            log_y = -0.5 * whitened.squeeze(-1).pow(2).sum(-1) - log_det_half - 0.5 * n_obs * LOG_2PI
+            output_terms = output_terms.index_put((tasks,), -log_y / n_obs)
+            f_masks, f_group_of = torch.unique(f_observed[tasks], dim=0, return_inverse=True)
+            for f_group, f_mask in enumerate(f_masks):
+                members = torch.nonzero(f_group_of == f_group).squeeze(-1)
+                latent_index = torch.nonzero(f_mask).squeeze(-1)
+                if latent_index.numel() == 0:
+                    continue
+                phi_latent = phi_h[:, latent_index]
+                cross = solve_lower(factor[members], self.kernel(phi[members], phi_latent))
+                mean = self.latent_mean + (cross.transpose(-1, -2) @ whitened[members]).squeeze(-1)
+                covariance = self.kernel(phi_latent, phi_latent) - cross.transpose(-1, -2) @ cross
+                covariance = covariance + self.latent_noise**2 * torch.eye(latent_index.numel(), dtype=covariance.dtype, device=covariance.device)
+                latent_factor, _ = cholesky(covariance)
+                log_f = gaussian_log_density(f_flat[tasks[members]][:, latent_index], mean, latent_factor)
+                latent_terms = latent_terms.index_put((tasks[members],), -log_f / latent_index.numel())
+        return latent_terms, output_terms
+
+    def posterior(self, x_obs, y_obs: torch.Tensor, x_query=None, *, full_cov: bool = False, include_noise: bool = True) -> Posterior:
+        """Condition on observed outputs and predict latent force and outputs at query points (DESIGN.md item 5).
+
+        .. math::
+            \\mu_{*|y} = \\mu_* + K_{*y} (K_{yy} + \\sigma_y^2 I)^{-1} (y - \\mu_y), \\quad
+            K_{*|y} = K_{**} - K_{*y} (K_{yy} + \\sigma_y^2 I)^{-1} K_{y*}
+
+        for ``*`` the latent points ``x* (+) 0`` and the output points ``x* (+) e_p``.
+
+        Parameters
+        ----------
+        x_obs : tuple of Tensor
+            Mesh of ``y_obs``: ``(time,)`` or ``(space, time)``, normalised.
+        y_obs : Tensor (task, output, *mesh)
+            Standardised; NaN = not observed (the GP conditions on the observed points only).
+        x_query : tuple of Tensor, optional
+            Query mesh (default: ``x_obs``); may be denser (super-resolution) or wider (extrapolation).
+        full_cov : bool
+            Also return the full posterior covariances.
+        include_noise : bool
+            Add ``sigma_f^2`` to the latent and ``sigma_y^2`` to the output variances (predictive
+            distribution of a new measurement) instead of the noise-free function's.
+
+        Returns
+        -------
+        Posterior
+        """
+        x_obs = _as_coords(x_obs)
+        x_query = x_obs if x_query is None else _as_coords(x_query)
+        self._check(x_obs, y_obs)
+        n_tasks, n_outputs = y_obs.shape[:2]
+        query_points = mesh_points(x_query).to(y_obs.device)
+        query_shape = tuple(c.numel() for c in x_query)
+        n_query = query_points.shape[0]
+        phi_h = self._latent_features(query_points)
+        phi_q = self._output_features(query_points, self.embed(x_obs, y_obs), n_tasks)
+        latent_noise = self.latent_noise**2 if include_noise else 0.0
+        output_noise = (self.output_noise**2).repeat_interleave(n_query) if include_noise else 0.0
+        new = y_obs.new_zeros
+        latent_mean, latent_var = new(n_tasks, n_query), new(n_tasks, n_query)
+        output_mean, output_var = new(n_tasks, n_outputs * n_query), new(n_tasks, n_outputs * n_query)
+        latent_cov = new(n_tasks, n_query, n_query) if full_cov else None
+        output_cov = new(n_tasks, n_outputs * n_query, n_outputs * n_query) if full_cov else None
+        output_prior_mean = self.output_mean.repeat_interleave(n_query)
+        for tasks, _, factor, whitened, phi in self._condition(x_obs, y_obs):
+            cross_h = solve_lower(factor, self.kernel(phi, phi_h))
+            cross_y = solve_lower(factor, self.kernel(phi, phi_q[tasks]))
+            latent_mean[tasks] = self.latent_mean + (cross_h.transpose(-1, -2) @ whitened).squeeze(-1)
+            output_mean[tasks] = output_prior_mean + (cross_y.transpose(-1, -2) @ whitened).squeeze(-1)
+            latent_var[tasks] = self.kernel.diag(phi_h).expand(len(tasks), -1) - cross_h.pow(2).sum(-2) + latent_noise
+            output_var[tasks] = self.kernel.diag(phi_q[tasks]) - cross_y.pow(2).sum(-2) + output_noise
+            if full_cov:
+                eye_h = torch.eye(n_query, dtype=factor.dtype, device=factor.device)
+                eye_y = torch.eye(n_outputs * n_query, dtype=factor.dtype, device=factor.device)
+                latent_cov[tasks] = self.kernel(phi_h, phi_h) - cross_h.transpose(-1, -2) @ cross_h + latent_noise * eye_h
+                output_cov[tasks] = (
+                    self.kernel(phi_q[tasks], phi_q[tasks]) - cross_y.transpose(-1, -2) @ cross_y
+                    + torch.diag_embed(output_noise * torch.ones(n_outputs * n_query, dtype=factor.dtype, device=factor.device))
+                )
+        return Posterior(
+            latent_mean=latent_mean.reshape(n_tasks, *query_shape),
+            latent_var=latent_var.clamp_min(0.0).reshape(n_tasks, *query_shape),
+            output_mean=output_mean.reshape(n_tasks, n_outputs, *query_shape),
+            output_var=output_var.clamp_min(0.0).reshape(n_tasks, n_outputs, *query_shape),
+            latent_cov=latent_cov,
+            output_cov=output_cov,
+        )
+

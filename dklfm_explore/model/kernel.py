@@ -1,0 +1,183 @@
+"""The deep kernel: an MLP feature map followed by a base kernel (DESIGN.md item 2).
+
+``k(z, z') = base(NN(z), NN(z'))``.  Output points use ``z = x (+) e_p`` (mesh
+coordinates concatenated with the output's task embedding); latent points use
+``z = x (+) 0``.  The MLP may run in float32; features are cast to float64 at
+the kernel boundary, so every covariance is float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+from ..errors import UnknownNameError
+
+__all__ = [
+    "FeatureMap",
+    "IdentityFeatures",
+    "RBFKernel",
+    "PeriodicKernel",
+    "BASE_KERNELS",
+    "make_base_kernel",
+    "positive",
+    "inverse_softplus",
+]
+
+MIN_SCALE = 1e-4
+"""Floor of the kernel's output variance (standardised units): keeps K from collapsing to zero."""
+MIN_LENGTHSCALE = 1e-3
+"""Floor of lengthscales and periods in feature space: below it the Gram matrix is numerically the identity."""
+
+
+def positive(raw: torch.Tensor, floor: float) -> torch.Tensor:
+    """Map an unconstrained parameter to ``floor + softplus(raw)``."""
+    return floor + softplus(raw)
+
+
+def inverse_softplus(value: float, floor: float = 0.0) -> float:
+    """Return the raw value that :func:`positive` maps to ``value``."""
+    shifted = value - floor
+    return shifted + math.log(-math.expm1(-shifted))
+
+
+class FeatureMap(nn.Module):
+    """MLP from kernel inputs ``z`` to features, shared by output and latent points.
+
+    Parameters
+    ----------
+    in_features : int
+        Mesh dimension plus embedding dimension.
+    width : int
+        Hidden units per layer.
+    out_features : int
+        Feature dimension seen by the base kernel.
+    depth : int
+        Number of hidden layers.
+
+    Shapes: ``z : Tensor (..., point, in_features)`` -> ``Tensor (..., point, out_features)`` float64.
+    """
+
+    def __init__(self, in_features: int, width: int, out_features: int, depth: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(size, width), nn.Tanh()]
+            size = width
+        layers.append(nn.Linear(size, out_features))
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        dtype = self.network[0].weight.dtype
+        return self.network(z.to(dtype)).to(torch.float64)
+
+
+class IdentityFeatures(nn.Module):
+    """Features equal to the inputs (a plain GP on ``z``; used to test the GP algebra)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z.to(torch.float64)
+
+
+def _squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|a_i - b_j|^2`` for ``a (..., n, F)``, ``b (..., m, F)`` without an ``(n, m, F)`` buffer."""
+    cross = a @ b.transpose(-1, -2)
+    return (a.pow(2).sum(-1)[..., :, None] + b.pow(2).sum(-1)[..., None, :] - 2.0 * cross).clamp_min(0.0)
+
+
+class RBFKernel(nn.Module):
+    """Squared-exponential kernel on features.
+
+    .. math:: k(a, b) = s \\exp\\left(-\\frac{\\|a - b\\|^2}{2 \\ell^2}\\right)
+
+    Parameters
+    ----------
+    scale : float
+        Initial output variance ``s``.
+    lengthscale : float
+        Initial lengthscale ``ell`` (feature units).
+    """
+
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, **_):
+        super().__init__()
+        self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale, MIN_SCALE), dtype=torch.float64))
+        self.raw_lengthscale = nn.Parameter(torch.tensor(inverse_softplus(lengthscale, MIN_LENGTHSCALE), dtype=torch.float64))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return positive(self.raw_scale, MIN_SCALE)
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
+        return self.scale * torch.exp(-0.5 * _squared_distance(a, b) / self.lengthscale**2)
+
+    def diag(self, a: torch.Tensor) -> torch.Tensor:
+        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
+        return self.scale.expand(a.shape[:-1]).clone()
+
+
+class PeriodicKernel(nn.Module):
+    """Periodic kernel on features, summed over feature dimensions.
+
+    .. math:: k(a, b) = s \\exp\\left(-\\frac{2}{\\ell^2} \\sum_d \\sin^2\\frac{\\pi (a_d - b_d)}{p}\\right)
+
+    Parameters
+    ----------
+    scale, lengthscale, period : float
+        Initial values (feature units for ``lengthscale`` and ``period``).
+    """
+
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0, **_):
+        super().__init__()
+        self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale, MIN_SCALE), dtype=torch.float64))
+        self.raw_lengthscale = nn.Parameter(torch.tensor(inverse_softplus(lengthscale, MIN_LENGTHSCALE), dtype=torch.float64))
+        self.raw_period = nn.Parameter(torch.tensor(inverse_softplus(period, MIN_LENGTHSCALE), dtype=torch.float64))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return positive(self.raw_scale, MIN_SCALE)
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
+
+    @property
+    def period(self) -> torch.Tensor:
+        return positive(self.raw_period, MIN_LENGTHSCALE)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Gram matrix ``Tensor (..., n, m)`` float64; uses ``sin^2(u - v) = (1 - cos u cos v - sin u sin v) / 2``."""
+        angle_a = 2.0 * math.pi * a / self.period
+        angle_b = 2.0 * math.pi * b / self.period
+        agreement = torch.cos(angle_a) @ torch.cos(angle_b).transpose(-1, -2) + torch.sin(angle_a) @ torch.sin(angle_b).transpose(-1, -2)
+        sin_squared = (0.5 * (a.shape[-1] - agreement)).clamp_min(0.0)
+        return self.scale * torch.exp(-2.0 * sin_squared / self.lengthscale**2)
+
+    def diag(self, a: torch.Tensor) -> torch.Tensor:
+        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
+        return self.scale.expand(a.shape[:-1]).clone()
+
+
+BASE_KERNELS: dict[str, type[nn.Module]] = {"rbf": RBFKernel, "periodic": PeriodicKernel}
+"""Base kernels by name."""
+
+
+def make_base_kernel(name: str, **initial) -> nn.Module:
+    """Build the base kernel called ``name`` with initial hyperparameters.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not in :data:`BASE_KERNELS`.
+    """
+    if name not in BASE_KERNELS:
+        raise UnknownNameError("base kernel", name, BASE_KERNELS)
+    return BASE_KERNELS[name](**initial)

@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dklfm_explore.errors import UnknownNameError
+from dklfm_explore.model.kernel import BASE_KERNELS, FeatureMap, PeriodicKernel, RBFKernel, make_base_kernel
+
+
+def _points(seed, n, features=3):
+    return torch.randn(n, features, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_rbf_matches_formula(seed):
+    a, b = _points(seed, 4), _points(seed + 1, 5)
+    kernel = RBFKernel(scale=2.0, lengthscale=0.7)
+    expected = 2.0 * np.exp(-((a.numpy()[:, None] - b.numpy()[None]) ** 2).sum(-1) / (2 * 0.7**2))
+    np.testing.assert_allclose(kernel(a, b).detach().numpy(), expected, atol=1e-12)
+    np.testing.assert_allclose(kernel.diag(a).detach().numpy(), np.full(4, 2.0), atol=1e-12)
+
+
+def test_periodic_matches_formula(seed):
+    a, b = _points(seed, 4), _points(seed + 1, 5)
+    kernel = PeriodicKernel(scale=1.5, lengthscale=0.8, period=1.3)
+    sin2 = np.sin(math.pi * np.abs(a.numpy()[:, None] - b.numpy()[None]) / 1.3) ** 2
+    expected = 1.5 * np.exp(-2 * sin2.sum(-1) / 0.8**2)
+    np.testing.assert_allclose(kernel(a, b).detach().numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(BASE_KERNELS))
+def test_batched_gram_equals_loop_and_is_psd(name, seed):
+    kernel = make_base_kernel(name, lengthscale=0.5)
+    x = torch.randn(3, 7, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    batched = kernel(x, x).detach()
+    for task in range(3):
+        torch.testing.assert_close(batched[task], kernel(x[task], x[task]).detach(), atol=1e-14, rtol=0)
+    torch.testing.assert_close(batched, batched.transpose(-1, -2), atol=1e-14, rtol=0)
+    assert float(torch.linalg.eigvalsh(batched).min()) > -1e-10
+
+
+def test_unknown_kernel_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="periodic, rbf"):
+        make_base_kernel("matern")
+
+
+def test_initial_hyperparameters_are_the_requested_values():
+    kernel = RBFKernel(scale=1.0, lengthscale=0.15)
+    assert abs(kernel.lengthscale.item() - 0.15) < 1e-12
+    assert abs(kernel.scale.item() - 1.0) < 1e-12
+
+
+def test_feature_map_returns_float64_features_of_requested_size(seed):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        features = FeatureMap(in_features=3, width=8, out_features=4)
+    out = features(torch.zeros(2, 5, 3, dtype=torch.float64))
+    assert out.shape == (2, 5, 4) and out.dtype == torch.float64
