@@ -93,7 +93,7 @@ def test_generate_train_and_infer(app):
     train(app, 2)
     app.screenshot(path=str(SHOTS / "training.png"), full_page=True)
     tab(app, "Inference")
-    expect(app.get_by_text("latent MSE")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("DKLFM: latent MSE")).to_be_visible(timeout=30_000)
     expect(app.locator(".bk-Canvas canvas").last).to_be_visible()
     app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "inference.png"), full_page=True)

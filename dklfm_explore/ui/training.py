@@ -44,7 +44,7 @@ class TrainingView(Section):
 
     device = param.Selector(default="cpu", objects=["cpu"], doc="Where to train and infer.")
     epochs = param.Integer(default=DEFAULT_EPOCHS, bounds=(1, 10_000), doc="Passes over the training tasks.")
-    batch_size = param.Integer(default=32, bounds=(1, 4096), label="batch size", doc="Tasks per gradient step.")
+    batch_size = param.Integer(default=16, bounds=(1, 4096), label="batch size", doc="Tasks per gradient step.")
     learning_rate = param.Number(default=3e-3, bounds=(1e-5, 1.0), label="learning rate", doc="Adam learning rate.")
     max_seconds = param.Integer(default=DEFAULT_MAX_SECONDS, bounds=(1, None), label="time limit (s)", doc="Training stops after this long and keeps the best model.")
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the initialisation and batch order.")
