@@ -47,11 +47,13 @@ TRUTH_COLOUR = "#222222"
 OBSERVATION_COLOUR = "#ff7f0e"
 BAND_ALPHA = 0.25
 """Opacity of a 95% band: light enough to see the truth and the observations through it."""
+SPIKE_FRACTION = 0.06
+"""Observation-time ticks are this fraction of the plot's value range tall, standing on its lowest value."""
 WINDOW_ALPHA = 0.12
 """Opacity of the shaded training window in extrapolation plots."""
 FIELD_CMAP = "viridis"
 ERROR_CMAP = "magma"
-PLOT_WIDTH = 420
+PLOT_WIDTH = 560
 PLOT_HEIGHT = 260
 SMALL = dict(width=330, height=230)
 """Size of the panels shown three to a row."""
@@ -114,10 +116,10 @@ def _points(time, values, kdim, vdim, label="observed"):
     )
 
 
-def _frame(overlay, title="", legend=True, **options):
+def _frame(overlay, title="", legend=True, legend_position="top_left", **options):
     return _opts(
         overlay, title=title, width=PLOT_WIDTH, height=PLOT_HEIGHT, show_grid=True,
-        legend_position="top_left", legend_opts={"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "spacing": 0, "padding": 2},
+        legend_position=legend_position, legend_opts={"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "spacing": 0, "padding": 2},
         show_legend=legend, toolbar="right", **options,
     )
 
@@ -227,7 +229,7 @@ def latent_posterior(
         observation times (Spikes) when ``tasks`` provides them.
     """
     name = title if title is not None else f"{_latent_name(tasks)} (task {task})"
-    return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name)
+    return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name, legend_position="right")
 
 
 def _latent_layers(result, task, tasks, label, colour) -> list:
@@ -243,8 +245,9 @@ def _latent_layers(result, task, tasks, label, colour) -> list:
             layers.append(_truth(truth["time"].values[keep], truth.values[keep], time_dim, latent_dim))
     if tasks is not None:
         observed = np.isfinite(tasks.dataset["y"].isel(task=task).values).any(axis=0)
+        low, high = _finite_range(np.concatenate([np.asarray(layer.dimension_values(1)) for layer in layers] + [mean + BAND_Z * std]))
         spikes = hv.Spikes(tasks.dataset["time"].values[observed], kdims=[time_dim], label="observation times")
-        layers.append(_opts(spikes, color=OBSERVATION_COLOUR, spike_length=0.06, position=0.0, line_width=1.5))
+        layers.append(_opts(spikes, color=OBSERVATION_COLOUR, spike_length=SPIKE_FRACTION * (high - low), position=low, line_width=1.5))
     return layers
 
 
@@ -276,7 +279,7 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
             layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
-        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=(j == 0)), **SMALL))
+        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=False), **SMALL))
     return hv.Layout(panels).cols(3)
 
 
@@ -308,7 +311,7 @@ def extrapolation(
     start, stop = float(train_window[0]), float(train_window[1])
     window = _opts(hv.VSpan(start, stop, label="training window"), color="grey", alpha=WINDOW_ALPHA, line_alpha=0)
     layers = [window, *_latent_layers(result, task, tasks, label, MODEL_COLOUR)]
-    return _frame(hv.Overlay(layers), f"extrapolation (task {task}); shaded: training window")
+    return _frame(hv.Overlay(layers), f"extrapolation (task {task}); shaded: training window", legend_position="right")
 
 
 def super_resolution(

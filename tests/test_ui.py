@@ -227,8 +227,9 @@ def test_importing_the_package_does_not_load_panel():
 
 
 @needs_model
-def test_train_then_infer_a_test_task():
+def test_train_then_infer_a_test_task_with_exact_baseline():
     app = Explorer()
+    app.system.system = "transcription-linear"
     app.system.settings.n_tasks = 40
     app.taskset.generate_now()
     app.training.epochs = 2
@@ -240,10 +241,15 @@ def test_train_then_infer_a_test_task():
     assert app.inference.result["latent_mean"].dims == ("task", "time")
     assert isinstance(app.inference._latent.object, hv.Overlay)
     assert "latent MSE" in app.inference._metrics.object
+    app.inference.baseline = True
+    app.inference.job.join(JOB_TIMEOUT_S)
+    assert app.inference.baseline_result is not None, app.inference.message
+    assert isinstance(app.inference._latent.object, hv.Layout) and len(app.inference._latent.object) == 2
+    assert "exact LFM (true parameters)" in app.inference._metrics.object
     saved = app.training._model_bytes().getvalue()
     other = Explorer()
     other.training.load_bytes(saved, "dklfm.pt")
-    assert other.session.model.system_name == "transcription"
+    assert other.session.model.system_name == "transcription-linear"
 
 
 def test_upload_reads_measurements_and_asks_for_a_model(app):
@@ -299,3 +305,50 @@ def test_upload_example_then_bad_file():
     assert view.result is None
     view.load_bytes(example_csv().encode(), "example.csv")
     assert view.result is not None
+
+
+def trained_app(system, n_tasks=30, epochs=1, **settings):
+    app = Explorer()
+    app.system.system = system
+    app.system.settings.param.update(n_tasks=n_tasks, **settings)
+    app.taskset.generate_now()
+    app.training.epochs = epochs
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.model is not None, app.training.message
+    return app
+
+
+@needs_model
+def test_extrapolation_view_queries_beyond_the_trained_window():
+    app = trained_app("transcription-linear")
+    view = app.extrapolation
+    view.factor = 1.5
+    view.run()
+    assert view.result is not None, view.message
+    times = view.result["time"].values
+    assert times[-1] == pytest.approx(12.0 * 44 / 29) and len(times) == 45
+    np.testing.assert_allclose(view.observed.dataset["time"].values, app.session.tasks.dataset["time"].values)
+    overlay = view._plot.object
+    assert isinstance(overlay.values()[0], hv.VSpan)
+    assert "beyond it" in view._metrics.object
+    view.task = 2
+    assert "task 2" in view._plot.object.opts.get().kwargs["title"]
+
+
+@needs_model
+def test_super_resolution_view_infers_on_the_fine_grid():
+    app = trained_app("reaction-diffusion", n_space=9, n_points=9)
+    view = app.super_resolution
+    view.run()
+    assert view.result is not None, view.message
+    assert (view.coarse.n_space, view.coarse.n_time) == (9, 9)
+    assert dict(view.result["latent_mean"].sizes) == {"task": 3, "space": 17, "time": 17}
+    assert len(view._grids.object) == 5
+    assert len(view._profiles.object) == 17
+
+
+@needs_model
+def test_super_resolution_asks_for_a_spatial_system(app):
+    app.super_resolution.run()
+    assert "space-time systems" in app.super_resolution.message

@@ -12,14 +12,21 @@ from .. import plots
 from ..data import TaskSet
 from ..errors import ExtrapolationWarning
 from ..simulate import simulate
-from .base import Section, Session
+from .base import BackgroundJob, Section, Session
 from .system import SystemView
 from .training import TrainingView
 
-__all__ = ["InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse", "EXACT_BASELINE_SYSTEMS"]
+__all__ = ["InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse", "baseline_for", "EXACT_BASELINE_SYSTEMS"]
 
 EXACT_BASELINE_SYSTEMS = ("transcription-linear", "reaction-diffusion")
-"""Systems whose latent force model is linear, so the exact LFM posterior exists."""
+"""Systems whose latent force model is linear, so the exact LFM posterior exists; the others get the per-task LFM."""
+
+
+def baseline_for(system_name: str) -> tuple[str, str]:
+    """``(label, name in BASELINES)`` of the reference method shown beside the DKLFM for a system."""
+    if system_name in EXACT_BASELINE_SYSTEMS:
+        return "exact LFM (true parameters)", "exact-lfm"
+    return "per-task LFM", "per-task-lfm"
 EXTRAPOLATION_FACTOR = 1.5
 """The extrapolation view queries a window this many times as long as the trained one."""
 EXTRAPOLATION_TASKS = 4
@@ -68,7 +75,7 @@ class InferenceView(_ModelSection):
     """Infer the latent force of a held-out test task; optionally the exact-LFM baseline beside it."""
 
     task = param.Integer(default=0, bounds=(0, None), label="test task", doc="Which held-out task to infer.")
-    baseline = param.Boolean(default=False, label="exact LFM baseline beside it", doc="Also run the exact linear LFM (linear systems).")
+    baseline = param.Boolean(default=False, label="baseline beside it", doc="Also run the exact LFM (linear systems) or the per-task LFM (slow, seconds per task).")
     result = param.Parameter(default=None, doc="The DKLFM result for the shown task.")
     baseline_result = param.Parameter(default=None, doc="The baseline result for the shown task, or None.")
 
@@ -76,6 +83,7 @@ class InferenceView(_ModelSection):
         super().__init__(session, training, **params)
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, sizing_mode="stretch_width")
         self._baseline_widget = pn.widgets.Checkbox.from_param(self.param.baseline)
+        self.job = BackgroundJob(self)
         self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
@@ -94,7 +102,8 @@ class InferenceView(_ModelSection):
             self.task = 0
         else:
             self.refresh()
-        self._baseline_widget.visible = test is not None and test.system_name in EXACT_BASELINE_SYSTEMS
+        if test is not None:
+            self._baseline_widget.label = f"{baseline_for(test.system_name)[0]} beside it"
 
     def refresh(self) -> None:
         """Infer the shown task with the current model (and baseline) and redraw."""
@@ -109,16 +118,34 @@ class InferenceView(_ModelSection):
 
     def _infer(self, model, one: TaskSet) -> None:
         self.result = model.infer(one)
-        use_baseline = self.baseline and one.system_name in EXACT_BASELINE_SYSTEMS
-        if use_baseline:
-            from ..model.baselines import exact_posterior
+        self.baseline_result = None
+        self._draw(one)
+        if self.baseline and one.system_name:
+            self._run_baseline(one)
 
-            self.baseline_result = exact_posterior(one)
-        else:
-            self.baseline_result = None
+    def _run_baseline(self, one: TaskSet) -> None:
+        label, name = baseline_for(one.system_name)
+        self.say(f"Running the {label} on task {self.task}...")
+        task = self.task
+
+        def work(report, cancelled):
+            from ..model.baselines import get_baseline
+
+            return get_baseline(name)(one)
+
+        def done(result):
+            if task == self.task and self.result is not None:
+                self.baseline_result = result
+                self._draw(one)
+            self.say("")
+
+        self.job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: None)
+
+    def _draw(self, one: TaskSet) -> None:
         lines = [f"**DKLFM**: latent MSE {latent_mse(self.result, one):.4g}, inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms"]
+        label = baseline_for(one.system_name)[0]
         if self.baseline_result is not None:
-            lines.append(f"**exact LFM** (true parameters): latent MSE {latent_mse(self.baseline_result, one):.4g}, "
+            lines.append(f"**{label}**: latent MSE {latent_mse(self.baseline_result, one):.4g}, "
                          f"inference {self.baseline_result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms")
         self._metrics.object = "  \n".join(lines)
         if one.is_spatial:
@@ -127,8 +154,7 @@ class InferenceView(_ModelSection):
             return
         latent = plots.latent_posterior(self.result, 0, one, title="DKLFM: latent force posterior")
         if self.baseline_result is not None:
-            exact = plots.latent_posterior(self.baseline_result, 0, one, label="exact LFM", colour=plots.BASELINE_COLOUR, title="exact LFM posterior")
-            latent = latent + exact
+            latent = latent + plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior")
         self._latent.object = latent
         self._outputs.object = plots.output_posteriors(self.result, 0, one)
 
@@ -170,12 +196,13 @@ class ExtrapolationView(_ModelSection):
 
     def _extrapolate(self, model, tasks: TaskSet) -> None:
         start, stop = float(tasks.time[0]), float(tasks.time[-1])
-        wide_stop = start + self.factor * (stop - start)
-        n_points = int(round((tasks.n_time - 1) * self.factor)) + 1
+        step = (stop - start) / (tasks.n_time - 1)
+        n_intervals = int(round((tasks.n_time - 1) * self.factor))
+        wide_stop, n_points = start + n_intervals * step, n_intervals + 1
         kwargs = self.system.settings.simulate_kwargs()
         kwargs.update(n_points=n_points, t_range=(start, wide_stop), seed=kwargs["seed"] + FRESH_SEED_OFFSET)
         self.tasks = simulate(tasks.system_name, EXTRAPOLATION_TASKS, **kwargs)
-        self.observed = self.tasks.window(start, stop)
+        self.observed = self.tasks.window(start, stop + step / 2)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ExtrapolationWarning)
             self.result = model.infer(self.observed, time=self.tasks.dataset["time"].values)

@@ -162,8 +162,8 @@ class SystemView(Section):
         self._draw_settings()
         self.refresh_preview()
 
-    def _on_settings(self, event=None):
-        if event is not None and any(e.name == "kernel" for e in (event if isinstance(event, list) else [event])):
+    def _on_settings(self, *events):
+        if any(event.name == "kernel" for event in events):
             self._draw_settings()
         self.refresh_preview()
 
