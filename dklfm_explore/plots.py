@@ -420,7 +420,7 @@ def training_curves(history: Sequence[Mapping]) -> hv.Layout:
     mse_curve = _opts(hv.Curve((epochs[keep], mse[keep]), kdims=[epoch_dim], vdims=[mse_dim], label="validation"), color=OBSERVATION_COLOUR, line_width=2)
     best = [int(np.nanargmin(np.where(keep, mse, np.inf)))] if keep.any() else []
     best_point = _opts(hv.Scatter((epochs[best], mse[best]), kdims=[epoch_dim], vdims=[mse_dim], label="best"), color=TRUTH_COLOUR, size=9, marker="diamond")
-    size = dict(width=PLOT_WIDTH, height=PLOT_HEIGHT * 3 // 4)
+    size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
         _opts(_frame(hv.Overlay([loss_curve]), "training loss (negative log marginal likelihood)", legend=False), **size),
         _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE"), **size),

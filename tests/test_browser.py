@@ -112,7 +112,8 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     upload.set_input_files(good)
     expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=20_000)
     if HAS_MODEL:
-        expect(app.get_by_text("inferred latent force")).to_be_visible(timeout=20_000)
+        expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
+        app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "your_data.png"), full_page=True)
     upload.set_input_files(bad)
     expect(app.get_by_text("bad.csv has no 'time' column")).to_be_visible(timeout=20_000)

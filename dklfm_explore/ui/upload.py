@@ -106,6 +106,7 @@ class YourDataView(_ModelSection):
         """
         self.tasks = self.result = None
         self._clear()
+        self._task_widget.visible = False
         suffix = Path(filename).suffix.lower()
         if suffix not in ACCEPTED_SUFFIXES:
             raise InvalidInputError(f"{filename} is a {suffix or 'suffix-less'} file; upload a .csv or a .nc file.")
