@@ -352,3 +352,13 @@ def test_super_resolution_view_infers_on_the_fine_grid():
 def test_super_resolution_asks_for_a_spatial_system(app):
     app.super_resolution.run()
     assert "space-time systems" in app.super_resolution.message
+
+
+def test_bundled_model_opens_the_inference_view(app):
+    from dklfm_explore.datasets import PRETRAINED_MODELS
+
+    if not PRETRAINED_MODELS["transcription"].path.is_file():
+        pytest.skip("no bundled transcription model in this checkout")
+    assert app.session.model.system_name == "transcription"
+    assert "bundled pretrained model" in app.session.model_origin
+    assert app.inference.result is not None and not app.inference._needs_model.visible

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import logging
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 import panel as pn
@@ -14,12 +12,12 @@ import param
 import torch
 
 from .. import plots
-from ..errors import DKLFMError, InvalidInputError
+from ..datasets import PRETRAINED_MODELS
+from ..errors import InvalidInputError
 from .base import BackgroundJob, Section, Session, eta_text
 
-__all__ = ["TrainingView", "bundled_models", "available_devices"]
+__all__ = ["TrainingView", "available_devices"]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SECONDS = 60
 """Default time budget of a training run in the app: a first model in a minute on a laptop CPU."""
@@ -29,14 +27,6 @@ DEFAULT_EPOCHS = 30
 def available_devices() -> list[str]:
     """Devices this machine can train on: always ``cpu``, plus ``cuda`` when present."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-def bundled_models() -> list[Path]:
-    """Pretrained checkpoints shipped in ``dklfm_explore/datasets/data/*.pt``."""
-    folder = resources.files("dklfm_explore.datasets") / "data"
-    if not folder.is_dir():
-        return []
-    return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".pt"))
 
 
 class TrainingView(Section):
@@ -79,23 +69,16 @@ class TrainingView(Section):
         return f"up to {self.max_seconds} s on {self.device.upper()}"
 
     def load_bundled(self, system_name: str) -> bool:
-        """Use the first bundled checkpoint trained on ``system_name``; False if there is none."""
-        paths = bundled_models()
-        if not paths:
+        """Use the bundled pretrained model of ``system_name`` if the package ships one; False if not."""
+        entry = PRETRAINED_MODELS.get(system_name)
+        if entry is None or not entry.path.is_file():
             return False
         from ..trained import load_model
 
-        for path in paths:
-            try:
-                model = load_model(path, device=self.device)
-            except DKLFMError as error:
-                log.warning("Skipping bundled model %s: %s", path.name, error)
-                continue
-            if model.system_name == system_name:
-                self.session.model_origin = f"bundled pretrained model `{path.name}`"
-                self.session.model = model
-                return True
-        return False
+        model = load_model(entry.path, device=self.device)
+        self.session.model_origin = f"bundled pretrained model `{entry.file}` ({entry.description})"
+        self.session.model = model
+        return True
 
     def _on_running(self, *_):
         self.train_button.disabled = self.running

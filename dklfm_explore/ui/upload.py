@@ -16,7 +16,7 @@ from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
 from ..measurements import example_csv, load_measurements
-from .base import Section, Session
+from .base import Session
 from .inference import _ModelSection, latent_mse
 from .training import TrainingView
 
