@@ -422,8 +422,8 @@ def training_curves(history: Sequence[Mapping]) -> hv.Layout:
     best_point = _opts(hv.Scatter((epochs[best], mse[best]), kdims=[epoch_dim], vdims=[mse_dim], label="best"), color=TRUTH_COLOUR, size=9, marker="diamond")
     size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
-        _opts(_frame(hv.Overlay([loss_curve]), "training loss (negative log marginal likelihood)", legend=False), **size),
-        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE"), **size),
+        _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False), **size),
+        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True), **size),
     ]).cols(2)
 
 
