@@ -1,0 +1,431 @@
+"""Plots of task sets, posteriors and training runs as HoloViews elements (bokeh backend).
+
+Pure functions: they take a :class:`~dklfm_explore.data.TaskSet`, an inference
+result (the :class:`xarray.Dataset` returned by ``TrainedModel.infer``, with
+``latent_mean``, ``latent_std`` ``(task, [space,] time)`` and ``output_mean``,
+``output_std`` ``(task, output, [space,] time)``) or a training history, and
+return HoloViews elements with their options set.  The dashboard and the
+notebooks both call them; nothing here holds state.
+
+Examples
+--------
+>>> from dklfm_explore import simulate, plots
+>>> tasks = simulate("transcription", 3, seed=0)
+>>> layout = plots.sample_tasks(tasks)            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  registers the bokeh backend's options
+import numpy as np
+import xarray as xr
+
+from .data import TaskSet
+
+__all__ = [
+    "sample_tasks",
+    "latent_posterior",
+    "output_posteriors",
+    "extrapolation",
+    "super_resolution",
+    "super_resolution_profiles",
+    "training_curves",
+    "BAND_Z",
+]
+
+BAND_Z = 1.959963984540054
+"""Half-width of a central 95% Gaussian band in standard deviations."""
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+"""Colours of outputs and tasks (matplotlib's tab10 without red and grey, kept for models and truth)."""
+MODEL_COLOUR = "#1f77b4"
+BASELINE_COLOUR = "#d62728"
+TRUTH_COLOUR = "#222222"
+OBSERVATION_COLOUR = "#ff7f0e"
+BAND_ALPHA = 0.25
+"""Opacity of a 95% band: light enough to see the truth and the observations through it."""
+SPIKE_FRACTION = 0.06
+"""Observation-time ticks are this fraction of the plot's value range tall, standing on its lowest value."""
+WINDOW_ALPHA = 0.12
+"""Opacity of the shaded training window in extrapolation plots."""
+FIELD_CMAP = "viridis"
+ERROR_CMAP = "magma"
+PLOT_WIDTH = 560
+PLOT_HEIGHT = 260
+SMALL = dict(width=330, height=230)
+"""Size of the panels shown three to a row."""
+IMAGE_SIZE = 240
+BOKEH = "bokeh"
+
+
+def _opts(element, **options):
+    return element.opts(backend=BOKEH, **options)
+
+
+def _attr(tasks: TaskSet | None, name: str, default: str = "") -> str:
+    if tasks is None:
+        return default
+    return str(tasks.dataset.attrs.get(name, default) or default)
+
+
+def _time_dim(tasks: TaskSet | None) -> hv.Dimension:
+    unit = _attr(tasks, "time_unit")
+    return hv.Dimension("time", label="time", unit=unit or None)
+
+
+def _space_dim(tasks: TaskSet | None) -> hv.Dimension:
+    unit = _attr(tasks, "space_unit")
+    return hv.Dimension("space", label="space", unit=unit or None)
+
+
+def _latent_dim(tasks: TaskSet | None) -> hv.Dimension:
+    """The latent force's axis, labelled by its unit (titles carry its name, which is often long)."""
+    return hv.Dimension("latent", label=_attr(tasks, "latent_unit", "latent force"))
+
+
+def _latent_name(tasks: TaskSet | None) -> str:
+    return _attr(tasks, "latent_name", "latent force")
+
+
+def _output_dim(name: str, tasks: TaskSet | None) -> hv.Dimension:
+    return hv.Dimension(f"output_{name}", label=str(name), unit=_attr(tasks, "output_unit") or None)
+
+
+def _band(time, mean, std, kdim, vdim, colour, label):
+    lower, upper = mean - BAND_Z * std, mean + BAND_Z * std
+    area = hv.Area((time, lower, upper), kdims=[kdim], vdims=[vdim, hv.Dimension(f"{vdim.name}_upper")], label=f"{label} 95%")
+    return _opts(area, color=colour, alpha=BAND_ALPHA, line_alpha=0)
+
+
+def _mean(time, mean, kdim, vdim, colour, label):
+    return _opts(hv.Curve((time, mean), kdims=[kdim], vdims=[vdim], label=label), color=colour, line_width=2)
+
+
+def _truth(time, values, kdim, vdim, label="truth"):
+    return _opts(hv.Curve((time, values), kdims=[kdim], vdims=[vdim], label=label), color=TRUTH_COLOUR, line_dash="dashed", line_width=2)
+
+
+def _points(time, values, kdim, vdim, label="observed"):
+    keep = np.isfinite(values)
+    return _opts(
+        hv.Scatter((np.asarray(time)[keep], np.asarray(values)[keep]), kdims=[kdim], vdims=[vdim], label=label),
+        color=OBSERVATION_COLOUR, size=6, line_color="white",
+    )
+
+
+def _frame(overlay, title="", legend=True, legend_position="top_left", **options):
+    return _opts(
+        overlay, title=title, width=PLOT_WIDTH, height=PLOT_HEIGHT, show_grid=True,
+        legend_position=legend_position, legend_opts={"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "spacing": 0, "padding": 2},
+        show_legend=legend, toolbar="right", **options,
+    )
+
+
+def _one_task(data: xr.DataArray, task: int) -> xr.DataArray:
+    return data.isel(task=task)
+
+
+def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv.Layout:
+    """Show the outputs and the latent force of the first ``n_tasks`` tasks.
+
+    Time-only tasks give, per task, an overlay of every output over time (points,
+    NaN left out) above a curve of the latent force.  Space x time tasks give,
+    per task, images of the first output and of the latent force over
+    (time, space), with one colour scale per quantity shared across tasks.
+
+    Parameters
+    ----------
+    tasks : TaskSet
+        ``y`` ``(task, output, [space,] time)``; ``f`` ``(task, [space,] time)`` if known.
+    n_tasks : int
+        Number of tasks shown (at most the number available).
+    variable : {"y", "y_clean"}
+        Which outputs to draw.
+
+    Returns
+    -------
+    hv.Layout
+        ``2 * n_tasks`` panels (``n_tasks`` if the latent force is unknown), one column per task.
+    """
+    count = min(int(n_tasks), tasks.n_tasks)
+    time_dim = _time_dim(tasks)
+    panels = []
+    if tasks.is_spatial:
+        outputs = tasks.dataset[variable].isel(task=slice(0, count), output=0).values
+        output_range = _finite_range(outputs)
+        latent = tasks.dataset["f"].isel(task=slice(0, count)).values if tasks.has_latent else None
+        latent_range = _finite_range(latent) if latent is not None else None
+        for k in range(count):
+            panels.append(_field(tasks, outputs[k], _output_dim(tasks.output_names[0], tasks), output_range, f"task {k}: {tasks.output_names[0]}"))
+        for k in range(count if latent is not None else 0):
+            panels.append(_field(tasks, latent[k], _latent_dim(tasks), latent_range, f"task {k}: latent force"))
+        return hv.Layout(panels).cols(count)
+    time = tasks.dataset["time"].values
+    latent_dim = _latent_dim(tasks)
+    for k in range(count):
+        curves = []
+        for j, name in enumerate(tasks.output_names):
+            values = tasks.dataset[variable].isel(task=k, output=j).values
+            dim = hv.Dimension("output", label=_attr(tasks, "output_unit", "output"))
+            colour = PALETTE[j % len(PALETTE)]
+            keep = np.isfinite(values)
+            curves.append(_opts(hv.Curve((time[keep], values[keep]), kdims=[time_dim], vdims=[dim], label=name), color=colour, line_alpha=0.5))
+            curves.append(_opts(hv.Scatter((time[keep], values[keep]), kdims=[time_dim], vdims=[dim], label=name), color=colour, size=4))
+        panels.append(_opts(_frame(hv.Overlay(curves), f"task {k}: outputs", legend=(k == 0 and len(tasks.output_names) > 1)), **SMALL))
+    for k in range(count if tasks.has_latent else 0):
+        curve = _opts(hv.Curve((time, tasks.dataset["f"].isel(task=k).values), kdims=[time_dim], vdims=[latent_dim]), color=TRUTH_COLOUR, line_width=2)
+        panels.append(_opts(_frame(hv.Overlay([curve]), f"task {k}: latent force", legend=False), **SMALL))
+    return hv.Layout(panels).cols(count)
+
+
+def _finite_range(values) -> tuple[float, float]:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return (0.0, 1.0)
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low - 0.5, high + 0.5)
+
+
+def _field(tasks, values, vdim, clim, title, cmap=FIELD_CMAP, space=None, time=None):
+    """An image of ``values (space, time)`` with time on x and space on y."""
+    space = tasks.dataset["space"].values if space is None else np.asarray(space)
+    time = tasks.dataset["time"].values if time is None else np.asarray(time)
+    image = hv.Image((time, space, np.asarray(values)), kdims=[_time_dim(tasks), _space_dim(tasks)], vdims=[vdim])
+    return _opts(image, cmap=cmap, clim=clim, colorbar=True, title=title, width=IMAGE_SIZE + 70, height=IMAGE_SIZE, toolbar=None, tools=["hover"])
+
+
+def latent_posterior(
+    result: xr.Dataset,
+    task: int = 0,
+    tasks: TaskSet | None = None,
+    *,
+    label: str = "DKLFM",
+    colour: str = MODEL_COLOUR,
+    title: str | None = None,
+) -> hv.Overlay:
+    """Draw the latent force posterior of one time-only task: 95% band, mean, truth and observation times.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean``, ``latent_std`` ``(task, time)``.
+    task : int
+        Position of the task in ``result`` (and in ``tasks``).
+    tasks : TaskSet, optional
+        The tasks inferred from: gives units, the true force ``f`` ``(task, time)``
+        (drawn dashed where it is known and finite) and the observation times
+        (spikes along the bottom, where any output was observed).
+    label, colour : str
+        Legend entry and colour of the posterior.
+
+    Returns
+    -------
+    hv.Overlay
+        Layers in order: band (Area), mean (Curve), then truth (Curve) and
+        observation times (Spikes) when ``tasks`` provides them.
+    """
+    name = title if title is not None else f"{_latent_name(tasks)} (task {task})"
+    return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name, legend_position="right")
+
+
+def _latent_layers(result, task, tasks, label, colour) -> list:
+    time_dim, latent_dim = _time_dim(tasks), _latent_dim(tasks)
+    time = result["time"].values
+    mean = _one_task(result["latent_mean"], task).values
+    std = _one_task(result["latent_std"], task).values
+    layers = [_band(time, mean, std, time_dim, latent_dim, colour, label), _mean(time, mean, time_dim, latent_dim, colour, label)]
+    if tasks is not None and tasks.has_latent:
+        truth = tasks.dataset["f"].isel(task=task)
+        keep = np.isfinite(truth.values)
+        if keep.any():
+            layers.append(_truth(truth["time"].values[keep], truth.values[keep], time_dim, latent_dim))
+    if tasks is not None:
+        observed = np.isfinite(tasks.dataset["y"].isel(task=task).values).any(axis=0)
+        low, high = _finite_range(np.concatenate([np.asarray(layer.dimension_values(1)) for layer in layers] + [mean + BAND_Z * std]))
+        spikes = hv.Spikes(tasks.dataset["time"].values[observed], kdims=[time_dim], label="observation times")
+        layers.append(_opts(spikes, color=OBSERVATION_COLOUR, spike_length=SPIKE_FRACTION * (high - low), position=low, line_width=1.5))
+    return layers
+
+
+def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None = None) -> hv.Layout:
+    """Draw each output's posterior of one time-only task with its 95% band and the observations.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``output_mean``, ``output_std`` ``(task, output, time)``.
+    task : int
+    tasks : TaskSet, optional
+        Gives the observed ``y`` ``(task, output, time)`` (points) and units.
+
+    Returns
+    -------
+    hv.Layout
+        One Overlay per output: band, mean, observations (if ``tasks``).
+    """
+    time_dim = _time_dim(tasks)
+    time = result["time"].values
+    panels = []
+    for j, name in enumerate(result["output"].values):
+        dim = _output_dim(str(name), tasks)
+        mean = result["output_mean"].isel(task=task, output=j).values
+        std = result["output_std"].isel(task=task, output=j).values
+        colour = PALETTE[j % len(PALETTE)]
+        layers = [_band(time, mean, std, time_dim, dim, colour, "posterior"), _mean(time, mean, time_dim, dim, colour, "posterior")]
+        if tasks is not None:
+            observed = tasks.dataset["y"].isel(task=task, output=j)
+            layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
+        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=False), **SMALL))
+    return hv.Layout(panels).cols(3)
+
+
+def extrapolation(
+    result: xr.Dataset,
+    task: int,
+    tasks: TaskSet | None,
+    train_window: tuple[float, float],
+    *,
+    label: str = "DKLFM",
+) -> hv.Overlay:
+    """Draw a latent posterior queried beyond the window the model was trained on.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean``, ``latent_std`` ``(task, time)`` on the wide query times.
+    task : int
+    tasks : TaskSet, optional
+        The tasks over the wide window: truth ``f`` and observation times.
+    train_window : (float, float)
+        The training window, shaded and bounded by vertical lines.
+
+    Returns
+    -------
+    hv.Overlay
+        The layers of :func:`latent_posterior` preceded by the shaded window (VSpan).
+    """
+    start, stop = float(train_window[0]), float(train_window[1])
+    window = _opts(hv.VSpan(start, stop, label="training window"), color="grey", alpha=WINDOW_ALPHA, line_alpha=0)
+    layers = [window, *_latent_layers(result, task, tasks, label, MODEL_COLOUR)]
+    return _frame(hv.Overlay(layers), f"extrapolation (task {task}); shaded: training window", legend_position="right")
+
+
+def super_resolution(
+    result: xr.Dataset,
+    task: int,
+    coarse: TaskSet,
+    fine: TaskSet | None = None,
+) -> hv.Layout:
+    """Images of a super-resolution query on one space x time task.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean``, ``latent_std`` ``(task, space, time)`` on the fine grid.
+    task : int
+    coarse : TaskSet
+        The observed coarse outputs ``y`` ``(task, output, space, time)``.
+    fine : TaskSet, optional
+        The true latent force ``f`` ``(task, space, time)`` on the fine grid.
+
+    Returns
+    -------
+    hv.Layout
+        Images in order: observed coarse output, true latent (if ``fine``),
+        predicted latent mean, posterior std, absolute error (if ``fine``).
+        Truth and prediction share one colour scale; std and error share another.
+    """
+    space, time = result["space"].values, result["time"].values
+    mean = result["latent_mean"].isel(task=task).values
+    std = result["latent_std"].isel(task=task).values
+    latent_dim = _latent_dim(fine or coarse)
+    observed = coarse.dataset["y"].isel(task=task, output=0).values
+    panels = [_field(coarse, observed, _output_dim(coarse.output_names[0], coarse), _finite_range(observed), f"observed {coarse.output_names[0]} ({coarse.n_space} x {coarse.n_time})")]
+    truth = fine.dataset["f"].isel(task=task).values if fine is not None and fine.has_latent else None
+    latent_range = _finite_range(mean if truth is None else np.concatenate([mean.ravel(), truth.ravel()]))
+    if truth is not None:
+        panels.append(_field(fine, truth, latent_dim, latent_range, f"true latent ({len(space)} x {len(time)})", space=space, time=time))
+    panels.append(_field(coarse, mean, latent_dim, latent_range, "predicted latent", space=space, time=time))
+    error = np.abs(mean - truth) if truth is not None else None
+    spread = _finite_range(np.concatenate([std.ravel(), error.ravel()]) if error is not None else std)
+    spread = (0.0, spread[1])
+    std_dim = hv.Dimension("latent_std", label="posterior std")
+    panels.append(_field(coarse, std, std_dim, spread, "posterior std", cmap=ERROR_CMAP, space=space, time=time))
+    if error is not None:
+        error_dim = hv.Dimension("latent_error", label="absolute error")
+        panels.append(_field(coarse, error, error_dim, spread, "absolute error", cmap=ERROR_CMAP, space=space, time=time))
+    return hv.Layout(panels).cols(3)
+
+
+def super_resolution_profiles(
+    result: xr.Dataset,
+    task: int,
+    fine: TaskSet | None = None,
+) -> hv.HoloMap:
+    """Latent profiles over space, one frame per query time (a slider in the app and notebooks).
+
+    Each frame overlays the predicted mean with its 95% band and the true latent
+    on the fine grid (if ``fine``); the y range is shared across frames.
+
+    Returns
+    -------
+    hv.HoloMap
+        Keyed by ``time`` (the result's query times).
+    """
+    space_dim, latent_dim = _space_dim(fine), _latent_dim(fine)
+    space, time = result["space"].values, result["time"].values
+    mean = result["latent_mean"].isel(task=task).values
+    std = result["latent_std"].isel(task=task).values
+    truth = fine.dataset["f"].isel(task=task).values if fine is not None and fine.has_latent else None
+    pieces = [mean - BAND_Z * std, mean + BAND_Z * std] + ([truth] if truth is not None else [])
+    y_range = _finite_range(np.concatenate([p.ravel() for p in pieces]))
+    frames = {}
+    for k, t in enumerate(time):
+        layers = [
+            _band(space, mean[:, k], std[:, k], space_dim, latent_dim, MODEL_COLOUR, "DKLFM"),
+            _mean(space, mean[:, k], space_dim, latent_dim, MODEL_COLOUR, "DKLFM"),
+        ]
+        if truth is not None:
+            layers.append(_truth(space, truth[:, k], space_dim, latent_dim))
+        frames[float(t)] = _frame(hv.Overlay(layers), "latent profile over space", ylim=y_range)
+    return hv.HoloMap(frames, kdims=[_time_dim(fine)])
+
+
+def training_curves(history: Sequence[Mapping]) -> hv.Layout:
+    """Training loss and validation latent MSE per epoch.
+
+    Parameters
+    ----------
+    history : sequence of dict
+        ``TrainingProgress`` records as dicts, with ``epoch``, ``loss`` and
+        ``validation_latent_mse`` (None or NaN when not measured).
+
+    Returns
+    -------
+    hv.Layout
+        Two Overlays: the loss curve, and the validation MSE curve with its best
+        epoch marked (a point).  Both are empty before the first epoch.
+    """
+    epoch_dim = hv.Dimension("epoch")
+    epochs = np.array([float(h["epoch"]) for h in history], dtype=float)
+    loss = np.array([_number(h.get("loss")) for h in history], dtype=float)
+    mse = np.array([_number(h.get("validation_latent_mse")) for h in history], dtype=float)
+    loss_curve = _opts(hv.Curve((epochs, loss), kdims=[epoch_dim], vdims=["loss"], label="training loss"), color=MODEL_COLOUR, line_width=2)
+    keep = np.isfinite(mse)
+    mse_dim = hv.Dimension("validation_latent_mse", label="validation latent MSE")
+    mse_curve = _opts(hv.Curve((epochs[keep], mse[keep]), kdims=[epoch_dim], vdims=[mse_dim], label="validation"), color=OBSERVATION_COLOUR, line_width=2)
+    best = [int(np.nanargmin(np.where(keep, mse, np.inf)))] if keep.any() else []
+    best_point = _opts(hv.Scatter((epochs[best], mse[best]), kdims=[epoch_dim], vdims=[mse_dim], label="best"), color=TRUTH_COLOUR, size=9, marker="diamond")
+    size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
+    return hv.Layout([
+        _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False), **size),
+        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True), **size),
+    ]).cols(2)
+
+
+def _number(value) -> float:
+    return float("nan") if value is None else float(value)

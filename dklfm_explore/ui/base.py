@@ -1,0 +1,157 @@
+"""What every dashboard section shares: a message area, guarded actions, background jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from typing import Any, Callable
+
+import panel as pn
+import param
+from panel.io.state import set_curdoc
+from tornado.ioloop import IOLoop
+
+from ..errors import DKLFMError
+
+__all__ = ["Section", "Session", "BackgroundJob", "INTERNAL_ERROR"]
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR = "An internal error occurred; the details are in the server log."
+
+
+class Session(param.Parameterized):
+    """The state one page load works on: the current task set, its split and the model.
+
+    Every browser session builds its own (see :func:`dklfm_explore.ui.explorer`).
+    """
+
+    tasks = param.Parameter(default=None, doc="The current TaskSet (all tasks).")
+    train_tasks = param.Parameter(default=None, doc="Tasks the model is trained on.")
+    test_tasks = param.Parameter(default=None, doc="Held-out tasks for inference.")
+    model = param.Parameter(default=None, doc="The current TrainedModel, or None.")
+    model_origin = param.String(default="", doc="Where the model came from (trained here, bundled, loaded).")
+
+
+class Section(pn.viewable.Viewer):
+    """A dashboard section with its own message line and error handling.
+
+    Actions run through :meth:`guard`: a :class:`DKLFMError` shows its message;
+    anything else is logged with its traceback and shows :data:`INTERNAL_ERROR`.
+    """
+
+    message = param.String(default="", doc="Shown above the section; empty hides it.")
+    message_kind = param.Selector(default="info", objects=["info", "success", "warning", "danger"])
+
+    def __init__(self, session: Session, **params):
+        self.session = session
+        super().__init__(**params)
+        self._alert = pn.pane.Alert(visible=False, margin=(5, 10), sizing_mode="stretch_width")
+        self.param.watch(self._show_message, ["message", "message_kind"])
+
+    def _show_message(self, *_):
+        self._alert.object = self.message
+        self._alert.alert_type = self.message_kind
+        self._alert.visible = bool(self.message)
+
+    def say(self, text: str, kind: str = "info") -> None:
+        """Show ``text`` in the section's message area."""
+        self.message_kind = kind
+        self.message = text
+
+    def guard(self, action: Callable[[], Any]) -> Any:
+        """Run ``action``; show a DKLFMError's message, log anything else as an internal error."""
+        try:
+            return action()
+        except DKLFMError as error:
+            self.say(str(error), "danger")
+        except Exception:
+            log.exception("Dashboard action failed")
+            self.say(INTERNAL_ERROR, "danger")
+        return None
+
+
+class BackgroundJob:
+    """Run a long job on a worker thread and deliver its callbacks to the page's document.
+
+    ``work(progress, cancelled)`` runs on the thread.  ``progress(value)`` and the
+    final ``on_done(result)`` / ``on_finally()`` are scheduled on the Bokeh document
+    of the session that started the job (or called directly when there is none,
+    as in notebooks and tests), so other sessions and this page stay responsive.
+    They are handed to the server's IOLoop with its thread-safe ``add_callback``:
+    a document's ``add_next_tick_callback`` called from another thread queues the
+    callback without waking the loop.
+
+    Parameters
+    ----------
+    section : Section
+        Shows errors raised by ``work`` (DKLFMError message, else internal error).
+    """
+
+    def __init__(self, section: Section):
+        self.section = section
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._doc = None
+        self._loop = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def start(self, work: Callable, *, on_progress: Callable, on_done: Callable, on_finally: Callable) -> None:
+        self._cancel.clear()
+        self._doc = pn.state.curdoc
+        self._loop = IOLoop.current() if self._doc is not None and self._doc.session_context is not None else None
+
+        def report(value):
+            self._deliver(on_progress, value)
+
+        def run():
+            try:
+                result = work(report, self.cancelled)
+            except DKLFMError as error:
+                self._deliver(self.section.say, str(error), "danger")
+            except Exception:
+                log.exception("Dashboard background job failed")
+                self._deliver(self.section.say, INTERNAL_ERROR, "danger")
+            else:
+                self._deliver(lambda value: self.section.guard(lambda: on_done(value)), result)
+            finally:
+                self._deliver(on_finally)
+
+        self._thread = threading.Thread(target=run, name="dklfm-job", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the job (tests and notebooks)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _deliver(self, callback: Callable, *args) -> None:
+        doc = self._doc
+        if doc is not None and doc.session_context is not None:
+            def scheduled():
+                with set_curdoc(doc):
+                    callback(*args)
+            self._loop.add_callback(doc.add_next_tick_callback, scheduled)
+        else:
+            callback(*args)
+
+
+def eta_text(seconds: float | None) -> str:
+    """'ETA 1 min 05 s' from a number of seconds (empty when unknown)."""
+    if seconds is None or seconds != seconds:
+        return ""
+    seconds = max(0, int(round(seconds)))
+    minutes, rest = divmod(seconds, 60)
+    return f"ETA {minutes} min {rest:02d} s" if minutes else f"ETA {rest} s"
+
+

@@ -1,0 +1,179 @@
+"""'Your data': upload measurements, infer their hidden force with the current model, download the result."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import panel as pn
+import param
+import xarray as xr
+
+from .. import plots
+from ..data import NETCDF_ENGINE, TaskSet
+from ..datasets import load_p53
+from ..errors import InvalidInputError
+from ..measurements import example_csv, load_measurements
+from .base import Session
+from .inference import _ModelSection, latent_mse
+from .training import TrainingView
+
+__all__ = ["YourDataView", "result_table", "FORMAT_HELP"]
+
+ACCEPTED_SUFFIXES = (".csv", ".nc")
+
+FORMAT_HELP = """
+**File format.** A CSV file, one row per measured point, with a header row:
+
+* `time` (required): the measurement times, in the unit the model was trained with (any order, irregular spacing allowed);
+* `space` (space-time systems only): the position of each measurement;
+* one column per output, named as the model's outputs (for the p53 model: `DDB2`, `BIK`, `DR5`, `p21`, `SESN1`);
+  an empty cell (or `NA`) is a missing value;
+* optionally `replicate` (each replicate is inferred as its own series), `<output>_se` (known measurement error)
+  and `force` (a known latent force, drawn as the truth). Units may follow a name in brackets: `time [h]`.
+
+A netCDF task set (from *Save task set* or `dklfm simulate`) works too. The example file below is in this format.
+"""
+
+
+def result_table(result: xr.Dataset) -> pd.DataFrame:
+    """Flatten an inference result into one row per (task, [space,] time).
+
+    Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
+    then ``<output>_mean`` and ``<output>_std`` for each output.
+    """
+    table = result[["latent_mean", "latent_std"]].to_dataframe()
+    for name in result["output"].values:
+        for stat in ("mean", "std"):
+            column = result[f"output_{stat}"].sel(output=name, drop=True)
+            table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
+    return table.reset_index()
+
+
+class YourDataView(_ModelSection):
+    """Upload a CSV or netCDF of measurements, infer their latent force, download the result."""
+
+    tasks = param.Parameter(default=None, doc="The uploaded measurements as a TaskSet.")
+    result = param.Parameter(default=None, doc="The inference result for the uploaded tasks.")
+    task = param.Integer(default=0, bounds=(0, None), label="series", doc="Which uploaded series (replicate) to show.")
+
+    def __init__(self, session: Session, training: TrainingView, **params):
+        super().__init__(session, training, **params)
+        self.upload = pn.widgets.FileInput(accept=",".join(ACCEPTED_SUFFIXES), multiple=False)
+        self.upload.param.watch(self._on_upload, "value")
+        self.example = pn.widgets.FileDownload(callback=self._example_bytes, filename="example_measurements.csv", label="Download the example CSV", color="light")
+        self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
+        self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
+        self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
+        self.p53_button.on_click(lambda _: self.guard(self.load_p53))
+        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
+        self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
+        self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self.param.watch(lambda _: self._draw(), "task")
+        session.param.watch(lambda _: self.infer(), ["model"])
+
+    def _system_name(self) -> str:
+        model, tasks = self.session.model, self.session.train_tasks
+        if model is not None:
+            return model.system_name
+        return tasks.system_name if tasks is not None and tasks.system_name else "transcription"
+
+    def _example_bytes(self) -> io.BytesIO:
+        system = self._system_name()
+        self.example.filename = f"example_{system}.csv"
+        return io.BytesIO(example_csv(system).encode())
+
+    def load_p53(self) -> TaskSet:
+        """Use the bundled p53 measurements (Barenco et al. 2006, 5 Gy: 3 replicates x 7 times)."""
+        tasks = load_p53("5Gy")
+        self._use(tasks, "the bundled p53 data (5 Gy)")
+        return tasks
+
+    def _on_upload(self, event) -> None:
+        if event.new:
+            self.guard(lambda: self.load_bytes(event.new, self.upload.filename or "upload.csv"))
+
+    def load_bytes(self, content: bytes, filename: str) -> TaskSet:
+        """Validate an upload (CSV or netCDF bytes) into a TaskSet and infer it if a model is ready.
+
+        Raises
+        ------
+        InvalidInputError
+            With one sentence on what is wrong in the file.
+        """
+        self.tasks = self.result = None
+        self._clear()
+        self._task_widget.visible = False
+        suffix = Path(filename).suffix.lower()
+        if suffix not in ACCEPTED_SUFFIXES:
+            raise InvalidInputError(f"{filename} is a {suffix or 'suffix-less'} file; upload a .csv or a .nc file.")
+        expected = self.session.train_tasks.output_names if self.session.train_tasks is not None else None
+        tasks = load_measurements(content, expected_outputs=expected, system=self._system_name(), name=filename)
+        self._use(tasks, filename)
+        return tasks
+
+    def _use(self, tasks: TaskSet, source: str) -> None:
+        self.tasks = tasks
+        self.say(f"Read {source}: {tasks.n_tasks} series, {tasks.n_outputs} output(s) ({', '.join(tasks.output_names)}), {tasks.n_time} times.", "success")
+        top = tasks.n_tasks - 1
+        self.param.task.bounds = (0, top)
+        self._task_widget.end = max(top, 1)
+        self._task_widget.visible = top > 0
+        self.task = 0
+        self.infer()
+
+    def infer(self) -> None:
+        """Infer the uploaded tasks with the session's model (nothing if either is missing)."""
+        if self.tasks is None:
+            return
+        model = self.model_for(self.tasks)
+        if model is None:
+            return
+        self.guard(lambda: self._infer(model))
+
+    def _infer(self, model) -> None:
+        self.result = model.infer(self.tasks)
+        self.download_csv.disabled = self.download_nc.disabled = False
+        self._draw()
+
+    def _clear(self):
+        self._latent.object = self._outputs.object = None
+        self._summary.object = ""
+        self.download_csv.disabled = self.download_nc.disabled = True
+
+    def _draw(self):
+        if self.result is None or self.tasks is None:
+            return
+        k = min(self.task, self.tasks.n_tasks - 1)
+        line = f"Inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series."
+        if self.tasks.has_latent:
+            line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g}."
+        self._summary.object = line
+        if self.tasks.is_spatial:
+            self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)
+            self._outputs.object = None
+        else:
+            self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title="inferred latent force")
+            self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
+
+    def _csv_bytes(self) -> io.BytesIO:
+        return io.BytesIO(result_table(self.result).to_csv(index=False).encode())
+
+    def _netcdf_bytes(self) -> io.BytesIO:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "latent_force.nc"
+            self.result.to_netcdf(path, engine=NETCDF_ENGINE)
+            return io.BytesIO(path.read_bytes())
+
+    def __panel__(self):
+        return pn.Column(
+            pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
+            pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
+            self._alert, self._needs_model,
+            self._task_widget, self._summary, self._latent, self._outputs,
+            pn.Row(self.download_csv, self.download_nc),
+            sizing_mode="stretch_width",
+        )

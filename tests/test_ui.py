@@ -1,0 +1,364 @@
+"""Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
+
+import importlib.util
+import logging
+import sys
+
+import holoviews as hv
+import numpy as np
+import pytest
+import xarray as xr
+
+from dklfm_explore import simulate
+from dklfm_explore.ui import Explorer, explorer
+from dklfm_explore.ui.base import INTERNAL_ERROR, Section, Session
+from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
+from dklfm_explore.ui.taskset import TaskSetView, split_tasks
+from dklfm_explore.ui.training import TrainingView
+from dklfm_explore.ui.upload import YourDataView, result_table
+
+JOB_TIMEOUT_S = 60
+"""Background jobs in these tests take well under a second; the limit only stops a hung test."""
+
+needs_model = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.train") is None, reason="the model branch is not merged yet")
+
+
+@pytest.fixture(scope="module")
+def app():
+    return Explorer()
+
+
+def test_explorer_opens_on_a_default_task_set(app):
+    tasks = app.session.tasks
+    assert tasks.system_name == "transcription"
+    assert tasks.n_tasks == 200
+    assert app.session.train_tasks.n_tasks + app.session.test_tasks.n_tasks == 200
+    assert app.session.test_tasks.n_tasks == 20
+    assert isinstance(app.taskset._plot.object, hv.Layout)
+    assert isinstance(app.system._preview_pane.object, hv.Layout)
+
+
+def test_inference_without_model_offers_training(app):
+    if app.session.model is not None:
+        pytest.skip("a bundled model is present")
+    assert app.inference._needs_model.visible
+    assert "train a model (up to 60 s on CPU)" in app.inference._needs_model[0].object
+    assert app.inference.result is None
+
+
+def test_each_page_builds_its_own_state():
+    first, second = Explorer(), Explorer()
+    assert first.session is not second.session
+    first.system.system = "lotka-volterra"
+    assert second.system.system == "transcription"
+    assert type(first.system.settings) is not type(second.system.settings)
+
+
+def test_explorer_returns_a_template():
+    import panel as pn
+
+    assert isinstance(explorer(), pn.template.BaseTemplate)
+
+
+def test_settings_are_generated_from_parameter_specs():
+    settings = settings_for("reaction-diffusion")
+    assert {"sensitivity", "decay_rate", "diffusion"} <= set(settings.param)
+    assert settings.diffusion == (0.001, 0.1)
+    assert settings.space_lengthscale == (0.1, 0.4)
+    assert (settings.n_space, settings.n_points) == (21, 21)
+    assert settings.simulate_kwargs()["grid"] == (21, 21)
+    assert "space_lengthscale" in settings.visible_names()
+    assert "period" not in settings.visible_names()
+    settings.kernel = "periodic"
+    assert "period" in settings.visible_names()
+
+
+def test_per_output_ranges_scale_each_outputs_typical_value():
+    settings = settings_for("transcription")
+    assert settings.decay_rate == (0.6, 1.4)
+    settings.decay_rate = (1.0, 2.0)
+    low, high = settings.simulate_kwargs()["parameter_ranges"]["decay_rate"]
+    typical = np.array([0.2829, 0.3720, 0.3617, 0.8, 0.3573])
+    np.testing.assert_allclose(low, typical, rtol=1e-6)
+    np.testing.assert_allclose(high, 2 * typical, rtol=1e-6)
+
+
+def test_changing_a_setting_redraws_the_preview():
+    view = SystemView(Session())
+    view.system = "transcription-linear"
+    assert view.preview.system_name == "transcription-linear"
+    assert view.preview.n_tasks == PREVIEW_TASKS
+    view.settings.sensitivity = (2.0, 2.5)
+    values = view.preview.dataset["sensitivity"].values
+    typical = np.array([0.9075, 0.9748, 0.9785, 1.0, 0.9680])
+    assert np.all(values >= 2.0 * typical - 1e-9) and np.all(values <= 2.5 * typical + 1e-9)
+    view.settings.n_points = 12
+    assert view.preview.n_time == 12
+    assert "softplus" not in view._equation.object
+
+
+def test_bad_setting_shows_message_and_keeps_working():
+    view = SystemView(Session())
+    view.system = "lotka-volterra"
+    view.settings.growth_rate = (1.0, 0.5)
+    assert view.message_kind == "danger"
+    assert "growth_rate" in view.message and "low" in view.message
+    view.settings.growth_rate = (0.5, 1.0)
+    assert view.message == ""
+    assert view.preview.system_name == "lotka-volterra"
+
+
+def test_guard_logs_internal_errors(caplog):
+    section = Section(Session())
+    with caplog.at_level(logging.ERROR):
+        assert section.guard(lambda: 1 / 0) is None
+    assert section.message == INTERNAL_ERROR
+    assert "ZeroDivisionError" in caplog.text
+
+
+def make_taskset_view(system="transcription-linear", n_tasks=30):
+    session = Session()
+    system_view = SystemView(session, system=system)
+    system_view.settings.n_tasks = n_tasks
+    return session, TaskSetView(session, system_view)
+
+
+def test_generate_runs_in_background_and_splits():
+    session, view = make_taskset_view(n_tasks=30)
+    seen = []
+    view.param.watch(lambda event: seen.append(event.new), "progress")
+    view.generate()
+    view.job.join(JOB_TIMEOUT_S)
+    assert not view.running
+    assert session.tasks.n_tasks == 30 and session.tasks.system_name == "transcription-linear"
+    assert (session.train_tasks.n_tasks, session.test_tasks.n_tasks) == (27, 3)
+    assert seen[-1] == 100
+    assert view.message_kind == "success"
+    assert "30 tasks" in view._summary.object
+
+
+def test_cancel_keeps_the_previous_task_set():
+    session, view = make_taskset_view(n_tasks=5000)
+    view.generate_now()
+    before = session.tasks
+    view.generate()
+    view.job.cancel()
+    view.job.join(JOB_TIMEOUT_S)
+    assert "cancelled" in view.message
+    assert session.tasks is before
+    assert not view.running and not view.generate_button.disabled
+
+
+def test_save_and_load_task_set_round_trip():
+    session, view = make_taskset_view(n_tasks=10)
+    view.generate_now()
+    saved = view._netcdf_bytes().getvalue()
+    original = session.tasks
+    other_session, other = make_taskset_view("transcription")
+    other.load_bytes(saved, "tasks.nc")
+    np.testing.assert_array_equal(other_session.tasks.dataset["y"].values, original.dataset["y"].values)
+    assert other_session.tasks.system_name == "transcription-linear"
+
+
+def test_bad_task_set_upload_shows_message():
+    session, view = make_taskset_view()
+    view.generate_now()
+    before = session.tasks
+    view.upload.filename = "broken.nc"
+    view.upload.value = b"this is not netCDF"
+    assert view.message_kind == "danger"
+    assert "broken.nc is not a readable netCDF file" in view.message
+    assert session.tasks is before
+
+
+def test_split_needs_two_tasks():
+    tasks = simulate("transcription-linear", 1, seed=0)
+    with pytest.raises(ValueError, match="at least 2 tasks"):
+        split_tasks(tasks)
+
+
+def test_training_without_tasks_says_what_to_do():
+    view = TrainingView(Session())
+    view.train()
+    assert "generate one" in view.message
+    assert not view.running
+
+
+def test_device_choices_are_available_devices():
+    view = TrainingView(Session())
+    assert "cpu" in view.param.device.objects
+    assert view.device in view.param.device.objects
+
+
+def test_upload_with_wrong_suffix_keeps_app_working():
+    session = Session()
+    view = YourDataView(session, TrainingView(session))
+    view.upload.filename = "data.xlsx"
+    view.upload.value = b"\x00\x01"
+    assert view.message_kind == "danger"
+    assert "upload a .csv or a .nc file" in view.message
+    assert view.tasks is None and view.download_csv.disabled
+
+
+def test_result_table_has_one_row_per_task_and_time():
+    time = np.linspace(0, 1, 4)
+    result = xr.Dataset(
+        {
+            "latent_mean": (("task", "time"), np.arange(8.0).reshape(2, 4)),
+            "latent_std": (("task", "time"), np.ones((2, 4))),
+            "output_mean": (("task", "output", "time"), np.arange(16.0).reshape(2, 2, 4)),
+            "output_std": (("task", "output", "time"), np.full((2, 2, 4), 0.5)),
+        },
+        coords={"task": [0, 1], "output": ["a", "b"], "time": time},
+    )
+    table = result_table(result)
+    assert list(table.columns) == ["task", "time", "latent_mean", "latent_std", "a_mean", "a_std", "b_mean", "b_std"]
+    assert len(table) == 8
+    row = table[(table.task == 1) & (table.time == time[2])].iloc[0]
+    assert (row.latent_mean, row.a_mean, row.b_mean) == (6.0, 10.0, 14.0)
+
+
+def test_importing_the_package_does_not_load_panel():
+    import subprocess
+
+    code = "import sys, dklfm_explore; print('panel' in sys.modules, 'holoviews' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@needs_model
+def test_train_then_infer_a_test_task_with_exact_baseline():
+    app = Explorer()
+    app.system.system = "transcription-linear"
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.epochs = 2
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.model is not None, app.training.message
+    assert len(app.training.history) >= 1
+    assert app.inference.result is not None
+    assert app.inference.result["latent_mean"].dims == ("task", "time")
+    assert isinstance(app.inference._latent.object, hv.Overlay)
+    assert "latent MSE" in app.inference._metrics.object
+    app.inference.baseline = True
+    app.inference.job.join(JOB_TIMEOUT_S)
+    assert app.inference.baseline_result is not None, app.inference.message
+    assert isinstance(app.inference._latent.object, hv.Layout) and len(app.inference._latent.object) == 2
+    assert "exact LFM (true parameters)" in app.inference._metrics.object
+    saved = app.training._model_bytes().getvalue()
+    other = Explorer()
+    other.training.load_bytes(saved, "dklfm.pt")
+    assert other.session.model.system_name == "transcription-linear"
+
+
+def test_upload_reads_measurements_and_asks_for_a_model(app):
+    from dklfm_explore.measurements import example_csv
+
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.tasks.n_tasks == 2 and view.tasks.output_names == list(app.session.train_tasks.output_names)
+    assert view.tasks.has_latent
+    if app.session.model is None:
+        assert "train a model" in view._needs_model[0].object
+        assert view.result is None and view.download_csv.disabled
+
+
+def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
+    from dklfm_explore.measurements import example_csv
+
+    view = app.your_data
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert view.message_kind == "danger"
+    assert "bad.csv" in view.message and view.message.count(". ") == 0
+    assert view.tasks is None
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.message_kind == "success"
+
+
+def test_bundled_p53_data_loads(app):
+    tasks = app.your_data.load_p53()
+    assert (tasks.n_tasks, tasks.n_outputs, tasks.n_time) == (3, 5, 7)
+    assert app.your_data.message_kind == "success"
+
+
+@needs_model
+def test_upload_example_then_bad_file():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.epochs = 1
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    view = app.your_data
+    view.load_bytes(example_csv().encode(), "example.csv")
+    assert view.result is not None
+    assert isinstance(view._latent.object, hv.Overlay)
+    table = result_table(view.result)
+    assert {"time", "latent_mean", "latent_std"} <= set(table.columns)
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert view.message_kind == "danger" and view.message
+    assert view.result is None
+    view.load_bytes(example_csv().encode(), "example.csv")
+    assert view.result is not None
+
+
+def trained_app(system, n_tasks=30, epochs=1, **settings):
+    app = Explorer()
+    app.system.system = system
+    app.system.settings.param.update(n_tasks=n_tasks, **settings)
+    app.taskset.generate_now()
+    app.training.epochs = epochs
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.model is not None, app.training.message
+    return app
+
+
+@needs_model
+def test_extrapolation_view_queries_beyond_the_trained_window():
+    app = trained_app("transcription-linear")
+    view = app.extrapolation
+    view.factor = 1.5
+    view.run()
+    assert view.result is not None, view.message
+    times = view.result["time"].values
+    assert times[-1] == pytest.approx(12.0 * 44 / 29) and len(times) == 45
+    np.testing.assert_allclose(view.observed.dataset["time"].values, app.session.tasks.dataset["time"].values)
+    overlay = view._plot.object
+    assert isinstance(overlay.values()[0], hv.VSpan)
+    assert "beyond it" in view._metrics.object
+    view.task = 2
+    assert "task 2" in view._plot.object.opts.get().kwargs["title"]
+
+
+@needs_model
+def test_super_resolution_view_infers_on_the_fine_grid():
+    app = trained_app("reaction-diffusion", n_space=9, n_points=9)
+    view = app.super_resolution
+    view.run()
+    assert view.result is not None, view.message
+    assert (view.coarse.n_space, view.coarse.n_time) == (9, 9)
+    assert dict(view.result["latent_mean"].sizes) == {"task": 3, "space": 17, "time": 17}
+    assert len(view._grids.object) == 5
+    assert len(view._profiles.object) == 17
+
+
+@needs_model
+def test_super_resolution_asks_for_a_spatial_system(app):
+    app.super_resolution.run()
+    assert "space-time systems" in app.super_resolution.message
+
+
+def test_bundled_model_opens_the_inference_view(app):
+    from dklfm_explore.datasets import PRETRAINED_MODELS
+
+    if not PRETRAINED_MODELS["transcription"].path.is_file():
+        pytest.skip("no bundled transcription model in this checkout")
+    assert app.session.model.system_name == "transcription"
+    assert "bundled pretrained model" in app.session.model_origin
+    assert app.inference.result is not None and not app.inference._needs_model.visible
