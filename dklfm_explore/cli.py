@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.showwarning = lambda message, category, *rest, **kw: print(f"dklfm: warning: {message}", file=sys.stderr)
     tune_allocator()
     try:
         handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "bench": _bench}[args.command]
@@ -203,7 +205,7 @@ def _info(args) -> None:
         from .trained import load_model
 
         model = load_model(path, device="cpu")
-        print(model.describe())
+        print(describe_model(model))
         return
     from .data import open_taskset
 
@@ -212,6 +214,21 @@ def _info(args) -> None:
     for key, value in tasks.dataset.attrs.items():
         print(f"  {key}: {value}")
     print(f"  parameters: {', '.join(tasks.parameter_names)}")
+
+
+def describe_model(model) -> str:
+    """A few lines on a trained model: system, outputs, training window, sizes, how training ended."""
+    last = model.history[-1] if model.history else {}
+    lines = [
+        f"DKLFM for {model.system_name!r} with outputs {', '.join(model.output_names)}",
+        f"  trained on time {model.time_window[0]:g} to {model.time_window[1]:g}"
+        + (f", space {model.space_window[0]:g} to {model.space_window[1]:g}" if model.space_window else ""),
+        f"  model: {model.model_config}",
+        f"  training: {model.config}",
+        f"  epochs: {last.get('epoch')}, best validation latent MSE: {last.get('best_validation_latent_mse')}, "
+        f"stopped: {last.get('stopped_reason')}",
+    ]
+    return "\n".join(lines)
 
 
 def _bench(args) -> None:
