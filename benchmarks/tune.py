@@ -99,7 +99,8 @@ def main(argv=None) -> dict:
             "coverage95_uncalibrated": round(raw["coverage95"], 4), "calibration": round(float(factor), 3),
             "best_val": round(min(h["validation_latent_mse"] for h in epochs), 4) if epochs else None,
             "best_epoch": best_epoch, "epochs": len(epochs), "stop": model.stopped_reason, "train_s": round(train_s, 1),
-            "model": model_overrides, "train": train_overrides}
+            "model": model_overrides, "train": train_overrides,
+            "curve": [round(h["validation_latent_mse"], 3) for h in epochs]}
     print(json.dumps(line), flush=True)
     return line
 

@@ -96,3 +96,20 @@ def test_schedule_follows_steps_or_the_time_budget_whichever_ends_first():
         rates.append(optimiser.param_groups[0]["lr"])
     floor = FINAL_LEARNING_RATE_RATIO * 0.01
     assert rates == pytest.approx([0.01, (0.01 + floor) / 2, floor], rel=1e-12)
+
+
+def test_latent_feature_span_and_relative_initial_lengthscale():
+    from dklfm_explore.model import DKLFM
+
+    identity = dict(use_embedding=False, identity_features=True)
+    line = torch.linspace(0, 1, 7, dtype=torch.float64)
+    assert DKLFM(ModelConfig(n_outputs=1, input_dim=1, **identity)).latent_feature_span(line) == pytest.approx(1.0)
+    assert DKLFM(ModelConfig(n_outputs=1, input_dim=2, **identity)).latent_feature_span((line, line)) == pytest.approx(math.sqrt(2))
+    tasks = simulate("transcription", 16, n_points=12, seed=2)
+    frozen = TrainingConfig(epochs=1, learning_rate=1e-12)
+    model = train(tasks, frozen, ModelConfig(relative_lengthscale=0.5, **identity))
+    assert model.module.kernel.lengthscale.item() == pytest.approx(0.5, rel=1e-6)  # identity features span the window [0, 1]
+    fixed = train(tasks, frozen, ModelConfig(relative_lengthscale=None, initial_lengthscale=0.3, **identity))
+    assert fixed.module.kernel.lengthscale.item() == pytest.approx(0.3, rel=1e-6)
+    with pytest.raises(InvalidInputError, match="relative_lengthscale"):
+        ModelConfig(n_outputs=1, input_dim=1, relative_lengthscale=0.0).validate()
