@@ -113,3 +113,27 @@ def test_latent_feature_span_and_relative_initial_lengthscale():
     assert fixed.module.kernel.lengthscale.item() == pytest.approx(0.3, rel=1e-6)
     with pytest.raises(InvalidInputError, match="relative_lengthscale"):
         ModelConfig(n_outputs=1, input_dim=1, relative_lengthscale=0.0).validate()
+
+
+def test_loss_on_a_point_subset_equals_the_loss_with_the_rest_missing():
+    from dklfm_explore.model import DKLFM
+    from dklfm_explore.train import _subset
+
+    generator = torch.Generator().manual_seed(0)
+    time = torch.linspace(0, 1, 9, dtype=torch.float64)
+    y = torch.randn(3, 2, 9, generator=generator, dtype=torch.float64)
+    f = torch.randn(3, 9, generator=generator, dtype=torch.float64)
+    plain = DKLFM(ModelConfig(n_outputs=2, input_dim=1, use_embedding=False, identity_features=True))
+    subset = torch.tensor([0, 2, 3, 7])
+    missing = torch.ones(9, dtype=torch.bool)
+    missing[subset] = False
+    expected = plain.loss(time, y.masked_fill(missing, float("nan")), f.masked_fill(missing, float("nan")))
+    assert plain.loss(time, y, f, points=subset).item() == pytest.approx(expected.item(), rel=1e-12)
+    embedded = DKLFM(ModelConfig(n_outputs=2, input_dim=1, **{k: v for k, v in vars(SMALL_MODEL).items() if v is not None}))
+    everything = torch.arange(9)
+    assert embedded.loss(time, y, f, points=everything).item() == pytest.approx(embedded.loss(time, y, f).item(), rel=1e-12)
+    assert _subset(9, 9, generator, "cpu") is None and _subset(9, None, generator, "cpu") is None
+    drawn = _subset(441, 128, generator, "cpu")
+    assert drawn.numel() == 128 and drawn.unique().numel() == 128 and int(drawn.max()) < 441
+    with pytest.raises(InvalidInputError, match="max_points"):
+        TrainingConfig(max_points=1).validate()

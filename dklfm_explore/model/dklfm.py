@@ -278,15 +278,17 @@ class DKLFM(nn.Module):
                 f"`y` has shape {tuple(y.shape)} but the model needs (task, {self.config.n_outputs} outputs, mesh {shape})."
             )
 
-    def _condition(self, x: Coords, y: torch.Tensor):
+    def _condition(self, x: Coords, y: torch.Tensor, embedding: torch.Tensor | None = None):
         """Shared part of the loss and the conditionals: features, and the Cholesky factor per mask group.
 
         Yields ``(task_index, observed_index, factor, whitened_residual, output_features)`` per group of
         tasks with the same set of observed points; ``factor (group, n, n)`` is ``chol(K_yy + sigma_y^2 I)``.
+        ``embedding`` (default: embed ``y``) lets the loss embed the full curves but condition on a subset.
         """
         n_tasks = y.shape[0]
         points = mesh_points(x).to(y.device)
-        embedding = self.embed(x, y)
+        if embedding is None:
+            embedding = self.embed(x, y)
         phi_y = self._output_features(points, embedding, n_tasks)
         flat = y.reshape(n_tasks, -1)
         observed = ~torch.isnan(flat)
@@ -306,7 +308,7 @@ class DKLFM(nn.Module):
             whitened = solve_lower(factor, residual.unsqueeze(-1))
             yield tasks, index, factor, whitened, phi
 
-    def loss(self, x, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    def loss(self, x, y: torch.Tensor, f: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """Negative joint log likelihood of a batch of training tasks (DESIGN.md item 4).
 
         .. math::
@@ -324,26 +326,35 @@ class DKLFM(nn.Module):
             Standardised outputs; NaN = not observed (tasks are grouped by their NaN pattern).
         f : Tensor (task, *mesh)
             Standardised latent force; NaN = not observed.
+        points : Tensor (subset,) of int, optional
+            Flat mesh indices: the GP terms use only these points (cost O(subset^3) instead of
+            O(mesh^3) per task), while the task embedding still sees the whole curves.
 
         Returns
         -------
         Tensor () float64
         """
-        latent, output = self.loss_terms(x, y, f)
+        latent, output = self.loss_terms(x, y, f, points)
         return (self.config.latent_weight * latent + output).mean()
 
-    def loss_terms(self, x, y: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_terms(self, x, y: torch.Tensor, f: torch.Tensor, points: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-point negative log densities ``(latent, output)``, each Tensor ``(task,)`` float64 (see :meth:`loss`)."""
         x = _as_coords(x)
         self._check(x, y)
         n_tasks = y.shape[0]
+        embedding = self.embed(x, y)
+        if points is not None:
+            keep = torch.zeros(y.shape[2:].numel(), dtype=torch.bool, device=y.device)
+            keep[points] = True
+            y = torch.where(keep.reshape(y.shape[2:]), y, torch.full_like(y, float("nan")))
+            f = torch.where(keep.reshape(f.shape[1:]), f, torch.full_like(f, float("nan")))
         points = mesh_points(x).to(y.device)
         phi_h = self._latent_features(points)
         f_flat = f.reshape(n_tasks, -1)
         latent_terms = y.new_zeros(n_tasks)
         output_terms = y.new_zeros(n_tasks)
         f_observed = ~torch.isnan(f_flat)
-        for tasks, index, factor, whitened, phi in self._condition(x, y):
+        for tasks, index, factor, whitened, phi in self._condition(x, y, embedding):
             n_obs = index.numel()
             log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
             log_y = -0.5 * whitened.squeeze(-1).pow(2).sum(-1) - log_det_half - 0.5 * n_obs * LOG_2PI
