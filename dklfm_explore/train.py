@@ -24,7 +24,7 @@ import torch
 from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
-from .model.dklfm import DKLFM, ModelConfig
+from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
 
 __all__ = ["train", "TrainingConfig", "TrainingProgress", "STOP_REASONS", "latent_std_calibration"]
@@ -295,10 +295,10 @@ def train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = DKLFM(model_config).to(device)
-    if model_config.relative_lengthscale is not None:
-        lengthscale = model_config.relative_lengthscale * model.latent_feature_span(data.coords)
-        if lengthscale > MIN_LENGTHSCALE:
-            model.set_lengthscale(lengthscale)
+    relative = model_config.relative_lengthscale or RELATIVE_LENGTHSCALE[model_config.input_dim]
+    lengthscale = relative * model.latent_feature_span(data.coords)
+    if lengthscale > MIN_LENGTHSCALE:
+        model.set_lengthscale(lengthscale)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     n_batches = math.ceil(data.y.shape[0] / config.batch_size)
     total_steps = config.epochs * n_batches

@@ -10,6 +10,7 @@ from dklfm_explore import simulate
 from dklfm_explore.errors import InvalidInputError
 from dklfm_explore.metrics import COVERAGE_Z, latent_metrics
 from dklfm_explore.model import ModelConfig
+from dklfm_explore.model.dklfm import RELATIVE_LENGTHSCALE
 from dklfm_explore.train import (
     FINAL_LEARNING_RATE_RATIO, TrainingConfig, _progress, _set_learning_rate, latent_std_calibration, prepare, train,
 )
@@ -107,10 +108,10 @@ def test_latent_feature_span_and_relative_initial_lengthscale():
     assert DKLFM(ModelConfig(n_outputs=1, input_dim=2, **identity)).latent_feature_span((line, line)) == pytest.approx(math.sqrt(2))
     tasks = simulate("transcription", 16, n_points=12, seed=2)
     frozen = TrainingConfig(epochs=1, learning_rate=1e-12)
-    model = train(tasks, frozen, ModelConfig(relative_lengthscale=0.5, **identity))
-    assert model.module.kernel.lengthscale.item() == pytest.approx(0.5, rel=1e-6)  # identity features span the window [0, 1]
-    fixed = train(tasks, frozen, ModelConfig(relative_lengthscale=None, initial_lengthscale=0.3, **identity))
-    assert fixed.module.kernel.lengthscale.item() == pytest.approx(0.3, rel=1e-6)
+    model = train(tasks, frozen, ModelConfig(relative_lengthscale=0.25, **identity))
+    assert model.module.kernel.lengthscale.item() == pytest.approx(0.25, rel=1e-6)  # identity features span the window [0, 1]
+    automatic = train(tasks, frozen, ModelConfig(**identity))
+    assert automatic.module.kernel.lengthscale.item() == pytest.approx(RELATIVE_LENGTHSCALE[1], rel=1e-6)
     with pytest.raises(InvalidInputError, match="relative_lengthscale"):
         ModelConfig(n_outputs=1, input_dim=1, relative_lengthscale=0.0).validate()
 

@@ -35,6 +35,11 @@ __all__ = ["ModelConfig", "DKLFM", "Posterior", "mesh_points"]
 MIN_NOISE_STD = 1e-3
 """Floor of the noise standard deviations (standardised units): 0.1% of a curve's spread keeps K_yy well conditioned."""
 
+RELATIVE_LENGTHSCALE = {1: 0.5, 2: 0.3}
+"""Default initial lengthscale / latent-feature span, by mesh dimension.  Measured (docs/tuning.md): on
+transcription (time) 0.3 stuck at the prior, 0.5 and 0.8 left it; on reaction-diffusion (space x time,
+span = the domain's diagonal) 0.5 and 0.8 stuck, 0.15 and 0.3 left it."""
+
 Coords = tuple[torch.Tensor, ...]
 
 
@@ -59,15 +64,15 @@ class ModelConfig:
     base_kernel : {"rbf", "periodic"}
         Periodic for oscillating systems that must extrapolate.
     initial_lengthscale : float
-        Base-kernel lengthscale at initialisation (feature units).  Small (0.15) so that fresh
+        Base-kernel lengthscale at construction (feature units).  Small (0.15) so that fresh
         MLP features already vary across the time window (DESIGN.md pitfalls: stuck at the prior).
+        :func:`~dklfm_explore.train.train` replaces it, see ``relative_lengthscale``.
     relative_lengthscale : float or None
         If set, :func:`~dklfm_explore.train.train` replaces ``initial_lengthscale`` by this multiple
         of the span of the freshly initialised latent features over the training mesh (their largest
-        pairwise distance), so that the ends of the window start at the same correlation
-        (``exp(-1 / (2 r^2))``, 0.46 for 0.8) whatever the architecture.  Measured: with the absolute
-        0.15, MLP 128 / embedding 32 features span only 0.09 (the default ones 0.19) and training
-        stuck at the prior (DESIGN.md pitfalls).
+        pairwise distance), whatever the architecture.  Measured: with the absolute 0.15, MLP 128 /
+        embedding 32 features span only 0.09 (the default ones 0.19) and training stuck at the prior
+        (DESIGN.md pitfalls).  ``None`` (default) picks :data:`RELATIVE_LENGTHSCALE` by mesh dimension.
     initial_period : float
         Periodic kernel's initial period (feature units).
     initial_noise : float
@@ -92,7 +97,7 @@ class ModelConfig:
     feature_dim: int = 16
     base_kernel: str = "rbf"
     initial_lengthscale: float = 0.15
-    relative_lengthscale: float | None = 0.8
+    relative_lengthscale: float | None = None
     initial_period: float = 1.0
     initial_noise: float = 0.1
     latent_weight: float = 20.0
