@@ -26,8 +26,10 @@ from .train import TrainingConfig
 
 __all__ = ["TrainedModel", "load_model", "CHECKPOINT_FORMAT_VERSION", "TIME_MAPPINGS", "OUTPUT_SCALINGS"]
 
-CHECKPOINT_FORMAT_VERSION = 1
-"""Version of the checkpoint layout; bump it when keys or their meaning change."""
+CHECKPOINT_FORMAT_VERSION = 2
+"""Version of the checkpoint layout; bump it when keys or their meaning change (2: ``latent_std_scale``)."""
+READABLE_FORMAT_VERSIONS = (1, 2)
+"""Versions :func:`load_model` reads; version 1 has no calibration and loads with ``latent_std_scale`` 1."""
 CHECKPOINT_KEYS = (
     "format_version", "package_version", "state_dict", "model_config", "training_config", "normaliser",
     "system_name", "output_names", "time_window", "space_window", "history",
@@ -63,11 +65,17 @@ class TrainedModel:
     time_window : (float, float)
         Training time range, in the system's time unit.
     space_window : (float, float) or None
+    latent_std_scale : float
+        Post-hoc calibration: :meth:`infer` multiplies the GP's latent predictive std by it (chosen
+        on the validation tasks by :func:`~dklfm_explore.train.latent_std_calibration`; 1 = none).
     device : torch.device
     """
 
     def __init__(self, module: DKLFM, normaliser: Normaliser, system_name: str, output_names, config: TrainingConfig,
-                 model_config: ModelConfig, history: list[dict], time_window, space_window=None):
+                 model_config: ModelConfig, history: list[dict], time_window, space_window=None,
+                 latent_std_scale: float = 1.0):
+        if not float(latent_std_scale) > 0:
+            raise InvalidInputError(f"latent_std_scale must be positive, got {latent_std_scale}.")
         self.module = module.eval()
         self.normaliser = normaliser
         self.system_name = system_name
@@ -77,6 +85,7 @@ class TrainedModel:
         self.history = history
         self.time_window = tuple(float(v) for v in time_window)
         self.space_window = None if space_window is None else tuple(float(v) for v in space_window)
+        self.latent_std_scale = float(latent_std_scale)
 
     def __repr__(self) -> str:
         return (f"<TrainedModel {self.system_name or 'custom'}: {len(self.output_names)} outputs, "
@@ -125,7 +134,7 @@ class TrainedModel:
         xarray.Dataset
             ``latent_mean``, ``latent_std`` ``(task, [space,] time)``; ``output_mean``, ``output_std``
             ``(task, output, [space,] time)``.  Standard deviations are predictive (they include the
-            learned noise ``sigma_f``, ``sigma_y``).  attrs: ``infer_ms_per_task``, ``device``,
+            learned noise ``sigma_f``, ``sigma_y``); the latent one is multiplied by ``latent_std_scale``.  attrs: ``infer_ms_per_task``, ``device``,
             ``time_mapping``, ``output_scaling``, ``system``.
 
         Raises
@@ -194,7 +203,7 @@ class TrainedModel:
                 torch.cuda.synchronize(device)
         elapsed_ms = (clock.perf_counter() - started) * 1e3
         latent_mean = torch.cat([p.latent_mean for p in parts]).cpu()
-        latent_var = torch.cat([p.latent_var for p in parts]).cpu()
+        latent_var = torch.cat([p.latent_var for p in parts]).cpu() * self.latent_std_scale**2
         output_mean = torch.cat([p.output_mean for p in parts]).cpu()
         output_var = torch.cat([p.output_var for p in parts]).cpu()
 
@@ -254,6 +263,7 @@ class TrainedModel:
             "time_window": list(self.time_window),
             "space_window": None if self.space_window is None else list(self.space_window),
             "history": self.history,
+            "latent_std_scale": self.latent_std_scale,
         }
         partial = path.with_name(path.name + ".partial")
         try:
@@ -289,7 +299,7 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         raise CheckpointError(f"{path.name} is not a readable DKLFM checkpoint (corrupted or another format: {type(error).__name__}).") from error
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path.name} is not a DKLFM checkpoint (it holds a {type(payload).__name__}, not a dict).")
-    if payload.get("format_version") != CHECKPOINT_FORMAT_VERSION and "format_version" in payload:
+    if payload.get("format_version") not in READABLE_FORMAT_VERSIONS and "format_version" in payload:
         raise CheckpointError(
             f"{path.name} has checkpoint format version {payload['format_version']!r} but this package reads version "
             f"{CHECKPOINT_FORMAT_VERSION}; retrain or load it with package version {payload.get('package_version', 'unknown')}."
@@ -315,6 +325,7 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         history=payload["history"],
         time_window=payload["time_window"],
         space_window=payload["space_window"],
+        latent_std_scale=payload.get("latent_std_scale", 1.0),
     )
 
 

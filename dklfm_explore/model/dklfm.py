@@ -27,13 +27,18 @@ from torch import nn
 
 from ..errors import InvalidInputError, UnknownNameError
 from .embedding import TaskEmbedding
-from .kernel import BASE_KERNELS, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
+from .kernel import BASE_KERNELS, MIN_LENGTHSCALE, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
 from .linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
 
 __all__ = ["ModelConfig", "DKLFM", "Posterior", "mesh_points"]
 
 MIN_NOISE_STD = 1e-3
 """Floor of the noise standard deviations (standardised units): 0.1% of a curve's spread keeps K_yy well conditioned."""
+
+RELATIVE_LENGTHSCALE = {1: 0.5, 2: 0.3}
+"""Default initial lengthscale / latent-feature span, by mesh dimension.  Measured (docs/tuning.md): on
+transcription (time) 0.3 stuck at the prior, 0.5 and 0.8 left it; on reaction-diffusion (space x time,
+span = the domain's diagonal) 0.5 and 0.8 stuck, 0.15 and 0.3 left it."""
 
 Coords = tuple[torch.Tensor, ...]
 
@@ -59,14 +64,22 @@ class ModelConfig:
     base_kernel : {"rbf", "periodic"}
         Periodic for oscillating systems that must extrapolate.
     initial_lengthscale : float
-        Base-kernel lengthscale at initialisation (feature units).  Small (0.15) so that fresh
+        Base-kernel lengthscale at construction (feature units).  Small (0.15) so that fresh
         MLP features already vary across the time window (DESIGN.md pitfalls: stuck at the prior).
+        :func:`~dklfm_explore.train.train` replaces it, see ``relative_lengthscale``.
+    relative_lengthscale : float or None
+        If set, :func:`~dklfm_explore.train.train` replaces ``initial_lengthscale`` by this multiple
+        of the span of the freshly initialised latent features over the training mesh (their largest
+        pairwise distance), whatever the architecture.  Measured: with the absolute 0.15, MLP 128 /
+        embedding 32 features span only 0.09 (the default ones 0.19) and training stuck at the prior
+        (DESIGN.md pitfalls).  ``None`` (default) picks :data:`RELATIVE_LENGTHSCALE` by mesh dimension.
     initial_period : float
         Periodic kernel's initial period (feature units).
     initial_noise : float
         Initial ``sigma_y`` and ``sigma_f`` (standardised units).
     latent_weight : float
         Weight of the latent term of the loss (each term is already divided by its number of points).
+        20: measured (docs/tuning.md) 0.25 vs 0.32 held-out latent MSE at weight 5 in 120 s on transcription.
     use_embedding : bool
         Feed the FNO embedding to the kernel (off = one kernel shared by all outputs).
     identity_features : bool
@@ -84,9 +97,10 @@ class ModelConfig:
     feature_dim: int = 16
     base_kernel: str = "rbf"
     initial_lengthscale: float = 0.15
+    relative_lengthscale: float | None = None
     initial_period: float = 1.0
     initial_noise: float = 0.1
-    latent_weight: float = 5.0
+    latent_weight: float = 20.0
     use_embedding: bool = True
     identity_features: bool = False
 
@@ -104,6 +118,8 @@ class ModelConfig:
         for name in ("initial_lengthscale", "initial_period", "initial_noise", "latent_weight"):
             if not float(getattr(self, name)) > 0:
                 raise InvalidInputError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}.")
+        if self.relative_lengthscale is not None and not float(self.relative_lengthscale) > 0:
+            raise InvalidInputError(f"ModelConfig.relative_lengthscale must be positive or None, got {self.relative_lengthscale}.")
         if self.initial_noise <= MIN_NOISE_STD:
             raise InvalidInputError(f"ModelConfig.initial_noise {self.initial_noise} must exceed the noise floor {MIN_NOISE_STD}.")
         return self
@@ -245,6 +261,20 @@ class DKLFM(nn.Module):
             z = torch.cat([points, points.new_zeros(points.shape[0], self.config.embedding_dim)], dim=-1)
         return self.features(z[None])
 
+    def latent_feature_span(self, x, max_points: int = 512) -> float:
+        """Largest distance between latent features ``NN(x (+) 0)`` over the mesh ``x`` (at most ``max_points`` of it, evenly strided)."""
+        points = mesh_points(_as_coords(x))
+        stride = max(1, -(-points.shape[0] // max_points))
+        points = torch.cat([points[::stride], points[-1:]])
+        with torch.no_grad():
+            phi = self._latent_features(points.to(self.latent_mean.device))[0]
+            return float(torch.cdist(phi, phi).max())
+
+    def set_lengthscale(self, value: float) -> None:
+        """Set the base kernel's lengthscale (feature units)."""
+        with torch.no_grad():
+            self.kernel.raw_lengthscale.fill_(inverse_softplus(value, MIN_LENGTHSCALE))
+
     def _check(self, x: Coords, y: torch.Tensor) -> None:
         shape = tuple(c.numel() for c in x)
         expected = (self.config.n_outputs,) + shape
@@ -253,15 +283,17 @@ class DKLFM(nn.Module):
                 f"`y` has shape {tuple(y.shape)} but the model needs (task, {self.config.n_outputs} outputs, mesh {shape})."
             )
 
-    def _condition(self, x: Coords, y: torch.Tensor):
+    def _condition(self, x: Coords, y: torch.Tensor, embedding: torch.Tensor | None = None):
         """Shared part of the loss and the conditionals: features, and the Cholesky factor per mask group.
 
         Yields ``(task_index, observed_index, factor, whitened_residual, output_features)`` per group of
         tasks with the same set of observed points; ``factor (group, n, n)`` is ``chol(K_yy + sigma_y^2 I)``.
+        ``embedding`` (default: embed ``y``) lets the loss embed the full curves but condition on a subset.
         """
         n_tasks = y.shape[0]
         points = mesh_points(x).to(y.device)
-        embedding = self.embed(x, y)
+        if embedding is None:
+            embedding = self.embed(x, y)
         phi_y = self._output_features(points, embedding, n_tasks)
         flat = y.reshape(n_tasks, -1)
         observed = ~torch.isnan(flat)
@@ -281,7 +313,7 @@ class DKLFM(nn.Module):
             whitened = solve_lower(factor, residual.unsqueeze(-1))
             yield tasks, index, factor, whitened, phi
 
-    def loss(self, x, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    def loss(self, x, y: torch.Tensor, f: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
         """Negative joint log likelihood of a batch of training tasks (DESIGN.md item 4).
 
         .. math::
@@ -299,26 +331,35 @@ class DKLFM(nn.Module):
             Standardised outputs; NaN = not observed (tasks are grouped by their NaN pattern).
         f : Tensor (task, *mesh)
             Standardised latent force; NaN = not observed.
+        points : Tensor (subset,) of int, optional
+            Flat mesh indices: the GP terms use only these points (cost O(subset^3) instead of
+            O(mesh^3) per task), while the task embedding still sees the whole curves.
 
         Returns
         -------
         Tensor () float64
         """
-        latent, output = self.loss_terms(x, y, f)
+        latent, output = self.loss_terms(x, y, f, points)
         return (self.config.latent_weight * latent + output).mean()
 
-    def loss_terms(self, x, y: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_terms(self, x, y: torch.Tensor, f: torch.Tensor, points: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-point negative log densities ``(latent, output)``, each Tensor ``(task,)`` float64 (see :meth:`loss`)."""
         x = _as_coords(x)
         self._check(x, y)
         n_tasks = y.shape[0]
+        embedding = self.embed(x, y)
+        if points is not None:
+            keep = torch.zeros(y.shape[2:].numel(), dtype=torch.bool, device=y.device)
+            keep[points] = True
+            y = torch.where(keep.reshape(y.shape[2:]), y, torch.full_like(y, float("nan")))
+            f = torch.where(keep.reshape(f.shape[1:]), f, torch.full_like(f, float("nan")))
         points = mesh_points(x).to(y.device)
         phi_h = self._latent_features(points)
         f_flat = f.reshape(n_tasks, -1)
         latent_terms = y.new_zeros(n_tasks)
         output_terms = y.new_zeros(n_tasks)
         f_observed = ~torch.isnan(f_flat)
-        for tasks, index, factor, whitened, phi in self._condition(x, y):
+        for tasks, index, factor, whitened, phi in self._condition(x, y, embedding):
             n_obs = index.numel()
             log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
             log_y = -0.5 * whitened.squeeze(-1).pow(2).sum(-1) - log_det_half - 0.5 * n_obs * LOG_2PI
