@@ -35,13 +35,15 @@ JITTER_GROWTH = 10.0
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def cholesky(matrix: torch.Tensor) -> tuple[torch.Tensor, float]:
+def cholesky(matrix: torch.Tensor, *, floor: float = JITTER_FLOOR, cap: float = JITTER_CAP) -> tuple[torch.Tensor, float]:
     """Return the lower Cholesky factor of a batch of symmetric matrices, adding jitter if needed.
 
     Parameters
     ----------
     matrix : Tensor (..., n, n)
         Symmetric positive (semi-)definite matrices, float64.
+    floor, cap : float
+        First and last relative jitter tried (defaults :data:`JITTER_FLOOR`, :data:`JITTER_CAP`).
 
     Returns
     -------
@@ -67,7 +69,7 @@ def cholesky(matrix: torch.Tensor) -> tuple[torch.Tensor, float]:
     scale = torch.diagonal(matrix, dim1=-2, dim2=-1).detach().abs().mean(dim=-1)
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
     identity = torch.eye(size, dtype=matrix.dtype, device=matrix.device)
-    for jitter in _jitters():
+    for jitter in _jitters(floor, cap):
         shifted = matrix + (jitter * scale)[..., None, None] * identity
         factor, info = torch.linalg.cholesky_ex(shifted)
         if not bool(torch.any(info)):
@@ -78,10 +80,10 @@ def cholesky(matrix: torch.Tensor) -> tuple[torch.Tensor, float]:
     )
 
 
-def _jitters() -> list[float]:
-    """The relative jitters tried in turn: JITTER_FLOOR, x JITTER_GROWTH, ..., JITTER_CAP."""
-    count = int(round(math.log(JITTER_CAP / JITTER_FLOOR) / math.log(JITTER_GROWTH))) + 1
-    return [JITTER_FLOOR * JITTER_GROWTH**k for k in range(count)]
+def _jitters(floor: float = JITTER_FLOOR, cap: float = JITTER_CAP) -> list[float]:
+    """The relative jitters tried in turn: floor, x JITTER_GROWTH, ..., cap."""
+    count = int(round(math.log(cap / floor) / math.log(JITTER_GROWTH))) + 1
+    return [floor * JITTER_GROWTH**k for k in range(max(count, 1))]
 
 
 def solve_lower(factor: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

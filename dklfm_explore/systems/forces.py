@@ -77,18 +77,9 @@ def sample_hyperparameters(prior: ForcePrior, n_tasks: int, generator: torch.Gen
 
 
 def _cholesky(covariance: torch.Tensor) -> torch.Tensor:
-    n = covariance.shape[-1]
-    scale = covariance.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
-    eye = torch.eye(n, dtype=covariance.dtype, device=covariance.device)
-    jitter = SAMPLING_JITTER
-    for _ in range(6):
-        factor, info = torch.linalg.cholesky_ex(covariance + jitter * scale * eye)
-        if not torch.any(info):
-            return factor
-        jitter *= 10.0
-    from ..errors import CholeskyError
+    from ..model.linalg import cholesky
 
-    raise CholeskyError(f"Force prior covariance of size {n} is not positive definite even with jitter {jitter:g}.")
+    return cholesky(covariance, floor=SAMPLING_JITTER, cap=SAMPLING_JITTER * 1e4)[0]
 
 
 def sample_force(

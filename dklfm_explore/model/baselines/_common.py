@@ -9,40 +9,17 @@ import torch
 import xarray as xr
 
 from ...data import TaskSet
-from ...errors import CholeskyError, InvalidInputError
+from ...errors import InvalidInputError
+from ..linalg import cholesky as linalg_cholesky
 from ...systems.base import ForcePrior, System, get_system
 
-JITTER_FLOOR = 1e-10
-"""First relative jitter tried: far below any noise variance a task set carries."""
-JITTER_CAP = 1e-4
-"""Last relative jitter tried before giving up: beyond it the posterior would be visibly biased."""
-JITTER_GROWTH = 10.0
-"""Factor between consecutive jitters."""
+BASELINE_JITTER_CAP = 1e-4
+"""Last relative jitter the baselines accept: beyond it their posteriors would be visibly biased."""
 
 
 def cholesky(matrix: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64), raising the jitter from floor to cap.
-
-    The jitter is relative to the mean diagonal of each matrix.
-
-    Raises
-    ------
-    CholeskyError
-        If the matrix is not positive definite even with the largest jitter.
-    """
-    factor, info = torch.linalg.cholesky_ex(matrix)
-    if not torch.any(info):
-        return factor
-    n = matrix.shape[-1]
-    scale = matrix.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(torch.finfo(matrix.dtype).tiny)[..., None, None]
-    eye = torch.eye(n, dtype=matrix.dtype, device=matrix.device)
-    jitter = JITTER_FLOOR
-    while jitter <= JITTER_CAP * (1 + 1e-9):
-        factor, info = torch.linalg.cholesky_ex(matrix + jitter * scale * eye)
-        if not torch.any(info):
-            return factor
-        jitter *= JITTER_GROWTH
-    raise CholeskyError(f"A covariance of size {n} is not positive definite even with relative jitter {JITTER_CAP:g}.")
+    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64) via :func:`dklfm_explore.model.linalg.cholesky`."""
+    return linalg_cholesky(matrix, cap=BASELINE_JITTER_CAP)[0]
 
 
 def settings_of(tasks: TaskSet) -> dict:
