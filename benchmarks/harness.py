@@ -335,6 +335,7 @@ def main(argv=None) -> dict:
     unknown = set(chosen) - set(FAMILIES) - {"learning-curve"}
     if unknown:
         parser.error(f"unknown families {sorted(unknown)}; choose from {', '.join(FAMILIES)}, learning-curve")
+    run_header = header(device, quick=settings.quick, settings=dataclasses.asdict(settings))
     rows, timings, curve = [], {}, []
     for family in chosen:
         started = time.perf_counter()
@@ -349,9 +350,9 @@ def main(argv=None) -> dict:
         print(f"{family}: done in {time.perf_counter() - started:.0f} s", flush=True)
     noise = {name: get_system(name).noise_level for name in ("transcription", "transcription-linear", "reaction-diffusion", "lotka-volterra")}
     payload = {
-        "header": header(device, quick=settings.quick, settings=dataclasses.asdict(settings),
-                         noise="simulator default: noise std = noise_level x each output's std across tasks; " + json.dumps(noise),
-                         units="standardised: latent / training-set latent std; outputs / training-set per-output std, vs noise-free outputs"),
+        "header": {**run_header, "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                   "noise": "simulator default: noise std = noise_level x each output's std across tasks; " + json.dumps(noise),
+                   "units": "standardised: latent / training-set latent std; outputs / training-set per-output std, vs noise-free outputs"},
         "rows": rows,
         "timings": timings,
         "learning_curve": curve,
