@@ -335,7 +335,7 @@ def main(argv=None) -> dict:
     unknown = set(chosen) - set(FAMILIES) - {"learning-curve"}
     if unknown:
         parser.error(f"unknown families {sorted(unknown)}; choose from {', '.join(FAMILIES)}, learning-curve")
-    run_header = header(device, quick=settings.quick, settings=dataclasses.asdict(settings))
+    run_header = header(device, module="benchmarks.harness", quick=settings.quick, settings=dataclasses.asdict(settings))
     rows, timings, curve = [], {}, []
     for family in chosen:
         started = time.perf_counter()

@@ -26,8 +26,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def header(device: torch.device, **extra) -> dict:
-    """The header of a result file."""
+def header(device: torch.device, module: str | None = None, **extra) -> dict:
+    """The header of a result file; ``module`` (e.g. ``benchmarks.harness``) names how the run was started."""
     from importlib.metadata import version
 
     packages = {}
@@ -38,7 +38,7 @@ def header(device: torch.device, **extra) -> dict:
             packages[name] = "not installed"
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else sys.argv[0], *sys.argv[1:]]),
+        "command": " ".join([f"python -m {module}" if module else shlex.quote(Path(sys.argv[0]).name), *map(shlex.quote, sys.argv[1:])]),
         "git_commit": git_commit(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),

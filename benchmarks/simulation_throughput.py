@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
                      "points": args.points, "best_s": round(best, 3), "tasks_per_s": round(args.tasks / best, 1),
                      "all_s": [round(s, 3) for s in seconds]})
         print(f"{rows[-1]['dtype']}: {rows[-1]['tasks_per_s']} tasks/s (best of {args.repeats}: {best:.2f} s)")
-    payload = {"header": header(device, benchmark="simulation_throughput"), "rows": rows}
+    payload = {"header": header(device, module="benchmarks.simulation_throughput", benchmark="simulation_throughput"), "rows": rows}
     write_json("simulation_throughput.json", payload)
     return payload
 

@@ -330,7 +330,7 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
 
 
 def _coordinate(values, name: str) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    tensor = torch.tensor(np.asarray(values, dtype=np.float64))
     if tensor.ndim != 1 or tensor.numel() < 1 or not bool(torch.all(torch.isfinite(tensor))):
         raise InvalidInputError(f"The {name} query must be a 1-D array of finite numbers, got shape {tuple(tensor.shape)}.")
     if tensor.numel() > 1 and not bool(torch.all(torch.diff(tensor) > 0)):
