@@ -123,3 +123,17 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     tab(app, "System")
     app.locator("select").first.select_option("reaction-diffusion")
     expect(app.get_by_text("Reaction–diffusion (gap genes).")).to_be_visible(timeout=20_000)
+
+
+def test_bundled_p53_data_with_the_bundled_model(app):
+    from dklfm_explore.datasets import PRETRAINED_MODELS
+
+    if not PRETRAINED_MODELS["transcription"].path.is_file():
+        pytest.skip("no bundled transcription model in this checkout")
+    tab(app, "Your data")
+    canvases = app.locator(".bk-Canvas").count()
+    app.get_by_role("button", name="Try the bundled p53 data").click()
+    expect(app.get_by_text("Read the bundled p53 data (5 Gy): 3 series")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("Inferred the p53 activity of 3 series")).to_be_visible(timeout=30_000)
+    assert app.locator(".bk-Canvas").count() >= canvases + 7
+    app.screenshot(path=str(SHOTS / "p53.png"), full_page=True)

@@ -398,6 +398,19 @@ def test_time_super_resolution_infers_on_a_three_times_denser_mesh(app):
     assert "30 times, inferred on 88 times" in view.message
 
 
+@needs_bundled
+def test_bundled_p53_data_is_inferred_with_the_bundled_model(app):
+    view = app.your_data
+    view.load_p53()
+    assert view.result is not None, view.message
+    assert dict(view.result["latent_mean"].sizes) == {"task": 3, "time": 25}
+    np.testing.assert_array_equal(view.result["time"].values[::4], view.tasks.dataset["time"].values)
+    assert np.all(np.isfinite(view.result["latent_mean"].values))
+    assert len(view._all.object) == 6
+    assert view._all.object.opts.get().kwargs["title"] == "p53 activity: all 3 series"
+    assert view._summary.object.startswith("Inferred the p53 activity of 3 series: ")
+
+
 def test_bundled_model_opens_the_inference_view():
     if not bundled_model_present():
         pytest.skip("no bundled transcription model in this checkout")

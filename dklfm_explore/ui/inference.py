@@ -43,11 +43,15 @@ FRESH_SEED_OFFSET = 10_000
 
 
 def latent_mse(result, tasks: TaskSet, task: int = 0) -> float:
-    """Mean squared error of the latent mean against the true force of one task (NaN if unknown)."""
+    """Mean squared error of the latent mean against the true force of one task, on the tasks' mesh (NaN if unknown).
+
+    The result may be queried on a mesh that contains the tasks' mesh (for example a denser one).
+    """
     if not tasks.has_latent:
         return float("nan")
-    error = result["latent_mean"].isel(task=task).values - tasks.dataset["f"].isel(task=task).values
-    return float(np.nanmean(error**2))
+    truth = tasks.dataset["f"].isel(task=task)
+    mean = result["latent_mean"].isel(task=task).sel({name: truth[name].values for name in truth.dims})
+    return float(np.nanmean((mean.values - truth.values) ** 2))
 
 
 class _ModelSection(Section):
