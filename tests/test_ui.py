@@ -420,3 +420,5 @@ def test_bundled_model_opens_the_inference_view():
     app.show("Inference")
     app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None and not app.inference._needs_model.visible
+    assert len(app.training.history) == len(app.session.model.history) > 0
+    assert "stopped: early-stopping" in app.training._status.object
