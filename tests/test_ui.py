@@ -382,6 +382,19 @@ def test_model_tabs_compute_once_when_first_shown():
 
 
 @needs_bundled
+def test_a_model_tab_shown_without_a_model_computes_when_shown_again():
+    app = Explorer()
+    app.session.model = None
+    app.show("Extrapolation")
+    assert app.extrapolation.result is None and app.extrapolation._needs_model.visible
+    app.training.load_bundled("transcription")
+    app.show("System")
+    app.show("Extrapolation")
+    app.extrapolation.first_job.join(JOB_TIMEOUT_S)
+    assert app.extrapolation.result is not None, app.extrapolation.message
+
+
+@needs_bundled
 def test_time_super_resolution_infers_on_a_three_times_denser_mesh(app):
     view = app.super_resolution
     view.run()

@@ -104,8 +104,8 @@ class _ModelSection(Section):
             self.guard(lambda: self.apply(compute()))
 
     def show(self) -> None:
-        """The section is on screen: the first time, compute its result on a worker thread and draw it."""
-        if self.shown:
+        """The section is on screen: if it has no result yet, compute it on a worker thread and draw it."""
+        if self.shown and (self.result is not None or self.first_job.running):
             return
         self.shown = True
         compute = self.guard(self.prepare)
