@@ -379,6 +379,9 @@ def test_model_tabs_compute_once_when_first_shown():
     app.show("System")
     app.show("Super-resolution")
     assert app.super_resolution.result is first and not app.super_resolution.first_job.running
+    for name, section in app.sections.items():
+        app.show(name)
+        assert section.message_kind != "danger", (name, section.message)
 
 
 @needs_bundled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import panel as pn
 
 from .base import Session
-from .inference import ExtrapolationView, InferenceView, SuperResolutionView, _ModelSection
+from .inference import ExtrapolationView, InferenceView, SuperResolutionView, _ResultSection
 from .system import SystemView
 from .taskset import TaskSetView
 from .training import TrainingView
@@ -73,7 +73,7 @@ class Explorer(pn.viewable.Viewer):
 
     def _on_tab(self, event) -> None:
         section = list(self.sections.values())[event.new]
-        if isinstance(section, _ModelSection):
+        if isinstance(section, _ResultSection):
             section.show()
 
     def show(self, name: str) -> None:

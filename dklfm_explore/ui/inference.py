@@ -55,21 +55,11 @@ def latent_mse(result, tasks: TaskSet, task: int = 0) -> float:
 
 
 class _ModelSection(Section):
-    """A section that needs a trained model compatible with some tasks.
-
-    Its result is computed in two steps: :meth:`prepare` (UI thread: read settings and model)
-    returns a computation, whose outcome :meth:`apply` (UI thread) keeps and draws.  A section
-    built with ``shown=False`` (a tab not on screen yet) defers that work until :meth:`show`,
-    which runs the computation once on a worker thread.
-    """
-
-    shown = param.Boolean(default=True, doc="Whether the section has been on screen (hidden ones defer their work).")
-    WORKING = "Computing..."
+    """A section that needs a trained model compatible with some tasks."""
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, **params)
         self.training = training
-        self.first_job = BackgroundJob(self)
         self._train_here = pn.widgets.Button(label="Train a model", color="primary")
         self._train_here.on_click(lambda _: self.training.train())
         self._needs_model = pn.Row(pn.pane.Markdown(sizing_mode="stretch_width"), self._train_here, visible=False, sizing_mode="stretch_width")
@@ -88,6 +78,22 @@ class _ModelSection(Section):
         self._needs_model[0].object = reason
         self._needs_model.visible = bool(reason)
         return None if reason else model
+
+
+class _ResultSection(_ModelSection):
+    """A model section with one result, computed in two steps.
+
+    :meth:`prepare` (UI thread: read settings and model) returns a computation, whose outcome
+    :meth:`apply` (UI thread) keeps and draws.  A section built with ``shown=False`` (a tab not
+    on screen yet) defers that work until :meth:`show`, which runs the computation on a worker thread.
+    """
+
+    shown = param.Boolean(default=True, doc="Whether the section has been on screen (hidden ones defer their work).")
+    WORKING = "Computing..."
+
+    def __init__(self, session: Session, training: TrainingView, **params):
+        super().__init__(session, training, **params)
+        self.first_job = BackgroundJob(self)
 
     def prepare(self) -> Callable[[], Any] | None:
         """On the UI thread: read the settings and return the computation of the section's result (None if it cannot run)."""
@@ -119,7 +125,7 @@ class _ModelSection(Section):
         self.apply(outcome)
 
 
-class InferenceView(_ModelSection):
+class InferenceView(_ResultSection):
     """Infer the latent force of a held-out test task; optionally the exact-LFM baseline beside it."""
 
     task = param.Integer(default=0, bounds=(0, None), label="test task", doc="Which held-out task to infer.")
@@ -223,7 +229,7 @@ class InferenceView(_ModelSection):
         )
 
 
-class ExtrapolationView(_ModelSection):
+class ExtrapolationView(_ResultSection):
     """Observe fresh tasks over the trained window only and infer their force beyond it."""
 
     factor = param.Number(default=EXTRAPOLATION_FACTOR, bounds=(1.0, 4.0), step=0.1, label="query window (x trained length)")
@@ -308,7 +314,7 @@ TIME_HELP = (f"Fresh tasks are simulated on a time mesh {TIME_SUPER_RESOLUTION_F
              "drawn against the truth simulated there.")
 
 
-class SuperResolutionView(_ModelSection):
+class SuperResolutionView(_ResultSection):
     """Observe fresh tasks on the coarse training mesh and infer their force on a finer one.
 
     Space x time systems: a grid :data:`SUPER_RESOLUTION_FACTOR` x finer in space and time.
