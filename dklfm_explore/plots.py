@@ -22,6 +22,7 @@ import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  registers the bokeh backend's options
 import numpy as np
 import xarray as xr
+from bokeh.models import LogTicker
 
 from .data import TaskSet
 
@@ -60,6 +61,8 @@ SMALL = dict(width=330, height=230)
 """Size of the panels shown three to a row."""
 IMAGE_SIZE = 240
 BOKEH = "bokeh"
+LOG_TICK_MANTISSAS = (1, 2, 5)
+"""Log axes tick at 1, 2 and 5 per decade (bokeh's default crowds 0.5 ... 0.9 into overlapping labels)."""
 
 
 def _opts(element, **options):
@@ -456,7 +459,8 @@ def training_curves(history: Sequence[Mapping]) -> hv.Layout:
     size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
         _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False), **size),
-        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True), **size),
+        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True,
+                     legend_position="top_right", yticks=LogTicker(mantissas=LOG_TICK_MANTISSAS)), **size),
     ]).cols(2)
 
 
