@@ -14,7 +14,7 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-results"
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
 HAS_MODEL = importlib.util.find_spec("dklfm_explore.train") is not None
 LOAD_TIMEOUT_MS = 60_000
-"""First page load: the server builds the session (imports, default task set) before answering."""
+"""First page load: imports before the page answers, then the preview, default task set and model once connected."""
 TRAIN_TIMEOUT_MS = 90_000
 """Two epochs on 27 tiny tasks; the limit only stops a hung test."""
 VIEWPORT = {"width": 1400, "height": 1000}
