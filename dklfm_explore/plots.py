@@ -22,12 +22,14 @@ import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  registers the bokeh backend's options
 import numpy as np
 import xarray as xr
+from bokeh.models import LogTicker
 
 from .data import TaskSet
 
 __all__ = [
     "sample_tasks",
     "latent_posterior",
+    "latent_posteriors",
     "output_posteriors",
     "extrapolation",
     "super_resolution",
@@ -59,6 +61,8 @@ SMALL = dict(width=330, height=230)
 """Size of the panels shown three to a row."""
 IMAGE_SIZE = 240
 BOKEH = "bokeh"
+LOG_TICK_MANTISSAS = (1, 2, 5)
+"""Log axes tick at 1, 2 and 5 per decade (bokeh's default crowds 0.5 ... 0.9 into overlapping labels)."""
 
 
 def _opts(element, **options):
@@ -232,6 +236,33 @@ def latent_posterior(
     return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name, legend_position="right")
 
 
+def latent_posteriors(result: xr.Dataset, tasks: TaskSet | None = None, *, title: str | None = None) -> hv.Overlay:
+    """Draw the latent force posteriors of all time-only tasks in one plot, one colour per task.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean``, ``latent_std`` ``(task, time)``; the legend names each task
+        ``series <task coordinate>``.
+    tasks : TaskSet, optional
+        Gives the units and the latent force's name.
+
+    Returns
+    -------
+    hv.Overlay
+        A band (Area) and a mean (Curve) per task, in task order.
+    """
+    time_dim, latent_dim = _time_dim(tasks), _latent_dim(tasks)
+    time = result["time"].values
+    layers = []
+    for k, name in enumerate(result["task"].values):
+        mean, std = result["latent_mean"].isel(task=k).values, result["latent_std"].isel(task=k).values
+        colour, label = PALETTE[k % len(PALETTE)], f"series {name}"
+        layers += [_band(time, mean, std, time_dim, latent_dim, colour, label), _mean(time, mean, time_dim, latent_dim, colour, label)]
+    name = title if title is not None else f"{_latent_name(tasks)}: all {result.sizes['task']} series"
+    return _frame(hv.Overlay(layers), name, legend_position="right")
+
+
 def _latent_layers(result, task, tasks, label, colour) -> list:
     time_dim, latent_dim = _time_dim(tasks), _latent_dim(tasks)
     time = result["time"].values
@@ -306,12 +337,17 @@ def extrapolation(
     Returns
     -------
     hv.Overlay
-        The layers of :func:`latent_posterior` preceded by the shaded window (VSpan).
+        The layers of :func:`latent_posterior` preceded by the shaded window (VSpan); the axes are
+        labelled explicitly, as the window's own dimensions (x, y) would otherwise name them.
     """
     start, stop = float(train_window[0]), float(train_window[1])
     window = _opts(hv.VSpan(start, stop, label="training window"), color="grey", alpha=WINDOW_ALPHA, line_alpha=0)
     layers = [window, *_latent_layers(result, task, tasks, label, MODEL_COLOUR)]
-    return _frame(hv.Overlay(layers), f"extrapolation (task {task}); shaded: training window", legend_position="right")
+    time_dim, latent_dim = _time_dim(tasks), _latent_dim(tasks)
+    return _frame(
+        hv.Overlay(layers), f"extrapolation (task {task}); shaded: training window", legend_position="right",
+        xlabel=time_dim.pprint_label, ylabel=latent_dim.pprint_label,
+    )
 
 
 def super_resolution(
@@ -423,7 +459,8 @@ def training_curves(history: Sequence[Mapping]) -> hv.Layout:
     size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
         _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False), **size),
-        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True), **size),
+        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True,
+                     legend_position="top_right", yticks=LogTicker(mantissas=LOG_TICK_MANTISSAS)), **size),
     ]).cols(2)
 
 

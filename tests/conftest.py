@@ -15,7 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "explorer.py"
 SERVE_TIMEOUT_S = 180
-"""The app imports torch and simulates the default task set before its first page answers."""
+"""The app imports torch and holoviews before its first page answers (the session's simulation runs after it)."""
 
 
 @pytest.fixture

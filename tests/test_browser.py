@@ -14,7 +14,7 @@ SHOTS = Path(__file__).resolve().parents[1] / "test-results"
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
 HAS_MODEL = importlib.util.find_spec("dklfm_explore.train") is not None
 LOAD_TIMEOUT_MS = 60_000
-"""First page load: the server builds the session (imports, default task set) before answering."""
+"""First page load: imports before the page answers, then the preview, default task set and model once connected."""
 TRAIN_TIMEOUT_MS = 90_000
 """Two epochs on 27 tiny tasks; the limit only stops a hung test."""
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -123,3 +123,19 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     tab(app, "System")
     app.locator("select").first.select_option("reaction-diffusion")
     expect(app.get_by_text("Reaction–diffusion (gap genes).")).to_be_visible(timeout=20_000)
+
+
+def test_bundled_p53_data_with_the_bundled_model(app):
+    from dklfm_explore.datasets import PRETRAINED_MODELS
+
+    if not PRETRAINED_MODELS["transcription"].path.is_file():
+        pytest.skip("no bundled transcription model in this checkout")
+    tab(app, "Your data")
+    expect(app.get_by_role("button", name="Try the bundled p53 data")).to_be_visible(timeout=30_000)
+    expect(app.locator(".bk-Canvas")).to_have_count(0)
+    app.get_by_role("button", name="Try the bundled p53 data").click()
+    expect(app.get_by_text("Read the bundled p53 data (5 Gy): 3 series")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("Inferred the p53 activity of 3 series")).to_be_visible(timeout=30_000)
+    expect(app.locator(".bk-Canvas")).to_have_count(7, timeout=30_000)  # all series, one series, five outputs
+    expect(app.get_by_text("An internal error occurred")).to_have_count(0)
+    app.screenshot(path=str(SHOTS / "p53.png"), full_page=True)

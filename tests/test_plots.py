@@ -116,6 +116,17 @@ def test_extrapolation_shades_training_window(genes):
     assert isinstance(window, hv.VSpan)
     assert window.data == [0.0, 6.0]
     assert len(overlay) == 5
+    options = overlay.opts.get().kwargs
+    assert options["xlabel"].startswith("time") and options["ylabel"] not in ("y", "")
+
+
+def test_latent_posteriors_draws_every_task(genes):
+    result = result_from_truth(genes)
+    overlay = plots.latent_posteriors(result, genes)
+    assert len(overlay) == 2 * genes.n_tasks
+    names = [f"series {name}" for name in result["task"].values]
+    assert [layer.label for layer in overlay.values()[1::2]] == names
+    np.testing.assert_allclose(overlay.values()[1].dimension_values(1), result["latent_mean"].isel(task=0).values)
 
 
 def test_super_resolution_grids(field):

@@ -15,6 +15,7 @@ from dklfm_explore.ui.base import INTERNAL_ERROR, Section, Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
 from dklfm_explore.ui.training import TrainingView
+from dklfm_explore.ui.inference import latent_mse, refine_mesh
 from dklfm_explore.ui.upload import YourDataView, result_table
 
 JOB_TIMEOUT_S = 60
@@ -229,6 +230,7 @@ def test_importing_the_package_does_not_load_panel():
 @needs_model
 def test_train_then_infer_a_test_task_with_exact_baseline():
     app = Explorer()
+    app.show("Inference")
     app.system.system = "transcription-linear"
     app.system.settings.n_tasks = 40
     app.taskset.generate_now()
@@ -348,17 +350,91 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert len(view._profiles.object) == 17
 
 
-@needs_model
-def test_super_resolution_asks_for_a_spatial_system(app):
-    app.super_resolution.run()
-    assert "space-time systems" in app.super_resolution.message
+def test_refine_mesh_splits_each_interval_and_keeps_the_mesh():
+    times = np.array([0.0, 1.0, 3.0])
+    dense = refine_mesh(times, 3)
+    np.testing.assert_allclose(dense, [0.0, 1 / 3, 2 / 3, 1.0, 5 / 3, 7 / 3, 3.0])
+    assert np.array_equal(dense[::3], times)
 
 
-def test_bundled_model_opens_the_inference_view(app):
+def bundled_model_present() -> bool:
     from dklfm_explore.datasets import PRETRAINED_MODELS
 
-    if not PRETRAINED_MODELS["transcription"].path.is_file():
+    return PRETRAINED_MODELS["transcription"].path.is_file()
+
+
+needs_bundled = pytest.mark.skipif(not bundled_model_present(), reason="no bundled transcription model in this checkout")
+
+
+@needs_bundled
+def test_model_tabs_compute_once_when_first_shown():
+    app = Explorer()
+    views = {"Inference": app.inference, "Extrapolation": app.extrapolation, "Super-resolution": app.super_resolution}
+    assert all(view.result is None and not view.shown for view in views.values())
+    for name, view in views.items():
+        app.show(name)
+        view.first_job.join(JOB_TIMEOUT_S)
+        assert view.result is not None, (name, view.message)
+    first = app.super_resolution.result
+    app.show("System")
+    app.show("Super-resolution")
+    assert app.super_resolution.result is first and not app.super_resolution.first_job.running
+    for name, section in app.sections.items():
+        app.show(name)
+        assert section.message_kind != "danger", (name, section.message)
+
+
+@needs_bundled
+def test_a_model_tab_shown_without_a_model_computes_when_shown_again():
+    app = Explorer()
+    app.session.model = None
+    app.show("Extrapolation")
+    assert app.extrapolation.result is None and app.extrapolation._needs_model.visible
+    app.training.load_bundled("transcription")
+    app.show("System")
+    app.show("Extrapolation")
+    app.extrapolation.first_job.join(JOB_TIMEOUT_S)
+    assert app.extrapolation.result is not None, app.extrapolation.message
+
+
+@needs_bundled
+def test_time_super_resolution_infers_on_a_three_times_denser_mesh(app):
+    view = app.super_resolution
+    view.run()
+    assert view.result is not None, view.message
+    observed = app.session.tasks.dataset["time"].values
+    assert (view.coarse.n_time, view.fine.n_time) == (30, 88)
+    np.testing.assert_array_equal(view.coarse.dataset["time"].values, observed)
+    np.testing.assert_array_equal(view.result["time"].values, view.fine.dataset["time"].values)
+    np.testing.assert_array_equal(view.coarse.dataset["y"].values, view.fine.dataset["y"].values[..., ::3])
+    assert latent_mse(view.result, view.fine, 0) < 0.1  # the bundled model's validation latent MSE is 0.10
+    overlay = view._grids.object
+    assert isinstance(overlay, hv.Overlay) and "88 times from 30 observed" in overlay.opts.get().kwargs["title"]
+    assert len(view._profiles.object) == 5
+    assert "30 times, inferred on 88 times" in view.message
+
+
+@needs_bundled
+def test_bundled_p53_data_is_inferred_with_the_bundled_model(app):
+    view = app.your_data
+    view.load_p53()
+    assert view.result is not None, view.message
+    assert dict(view.result["latent_mean"].sizes) == {"task": 3, "time": 25}
+    np.testing.assert_array_equal(view.result["time"].values[::4], view.tasks.dataset["time"].values)
+    assert np.all(np.isfinite(view.result["latent_mean"].values))
+    assert len(view._all.object) == 6
+    assert view._all.object.opts.get().kwargs["title"] == "p53 activity: all 3 series"
+    assert view._summary.object.startswith("Inferred the p53 activity of 3 series: ")
+
+
+def test_bundled_model_opens_the_inference_view():
+    if not bundled_model_present():
         pytest.skip("no bundled transcription model in this checkout")
+    app = Explorer()
     assert app.session.model.system_name == "transcription"
     assert "bundled pretrained model" in app.session.model_origin
+    app.show("Inference")
+    app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None and not app.inference._needs_model.visible
+    assert len(app.training.history) == len(app.session.model.history) > 0
+    assert "stopped: early-stopping" in app.training._status.object

@@ -5,7 +5,7 @@ from __future__ import annotations
 import panel as pn
 
 from .base import Session
-from .inference import ExtrapolationView, InferenceView, SuperResolutionView
+from .inference import ExtrapolationView, InferenceView, SuperResolutionView, _ResultSection
 from .system import SystemView
 from .taskset import TaskSetView
 from .training import TrainingView
@@ -32,33 +32,53 @@ OfflineFast = type("Fast", (pn.theme.Fast,), {
 class Explorer(pn.viewable.Viewer):
     """All sections of the dashboard over one :class:`~dklfm_explore.ui.base.Session`.
 
-    Building it simulates the default task set (a few hundred milliseconds) and
-    picks up a bundled pretrained model for that system if the package ships one,
-    so the first screen is never empty.
+    Starting it (at construction, or later with ``start=False`` and :meth:`start`) draws the
+    preview, simulates the default task set (a few hundred milliseconds) and picks up a
+    bundled pretrained model for that system if the package ships one, so the first screen
+    is never empty.  Tabs are rendered when first shown, and the
+    model tabs (inference, extrapolation, super-resolution) compute their first
+    result then, on a worker thread.
     """
 
-    def __init__(self, **params):
+    def __init__(self, *, start: bool = True, **params):
         super().__init__(**params)
         self.session = Session()
-        self.system = SystemView(self.session)
+        self.system = SystemView(self.session, preview=False)
         self.taskset = TaskSetView(self.session, self.system)
         self.training = TrainingView(self.session)
-        self.inference = InferenceView(self.session, self.training)
-        self.extrapolation = ExtrapolationView(self.session, self.training, self.system)
-        self.super_resolution = SuperResolutionView(self.session, self.training, self.system)
+        self.inference = InferenceView(self.session, self.training, shown=False)
+        self.extrapolation = ExtrapolationView(self.session, self.training, self.system, shown=False)
+        self.super_resolution = SuperResolutionView(self.session, self.training, self.system, shown=False)
         self.your_data = YourDataView(self.session, self.training)
+        self.sections = {
+            "System": self.system,
+            "Task set": self.taskset,
+            "Training": self.training,
+            "Inference": self.inference,
+            "Extrapolation": self.extrapolation,
+            "Super-resolution": self.super_resolution,
+            "Your data": self.your_data,
+        }
+        self.tabs = pn.Tabs(*self.sections.items(), dynamic=True, sizing_mode="stretch_width")
+        self.tabs.param.watch(self._on_tab, "active")
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """The session's first work: the preview, the default task set and the bundled model (about a second)."""
+        self.system.refresh_preview()
         self.taskset.generate_now()
         self.training.guard(lambda: self.training.load_bundled(self.system.system))
-        self.tabs = pn.Tabs(
-            ("System", self.system),
-            ("Task set", self.taskset),
-            ("Training", self.training),
-            ("Inference", self.inference),
-            ("Extrapolation", self.extrapolation),
-            ("Super-resolution", self.super_resolution),
-            ("Your data", self.your_data),
-            dynamic=False, sizing_mode="stretch_width",
-        )
+        self.system._preview_pane.loading = False
+
+    def _on_tab(self, event) -> None:
+        section = list(self.sections.values())[event.new]
+        if isinstance(section, _ResultSection):
+            section.show()
+
+    def show(self, name: str) -> None:
+        """Switch to the tab called ``name`` (as a click on it does)."""
+        self.tabs.active = list(self.sections).index(name)
 
     def template(self) -> pn.template.BaseTemplate:
         """The page: settings in the sidebar, the sections as tabs.
@@ -82,5 +102,12 @@ class Explorer(pn.viewable.Viewer):
 
 
 def explorer() -> pn.template.BaseTemplate:
-    """Build a fresh dashboard (call once per page load); ``.servable()`` it or display it in a notebook."""
-    return Explorer().template()
+    """Build a fresh dashboard (call once per page load); ``.servable()`` it or display it in a notebook.
+
+    Served, the page is answered first (settings, equation, a loading preview) and the session's
+    first work (:meth:`Explorer.start`) runs once the browser has connected; elsewhere it runs at once.
+    """
+    app = Explorer(start=False)
+    app.system._preview_pane.loading = True
+    pn.state.onload(app.start)
+    return app.template()

@@ -133,14 +133,18 @@ def settings_for(system: System | str) -> SimulationSettings:
 
 
 class SystemView(Section):
-    """Pick a system, see its equation, set its simulation parameters and preview a few tasks."""
+    """Pick a system, see its equation, set its simulation parameters and preview a few tasks.
+
+    Built with ``preview=False``, it draws no preview until :meth:`refresh_preview` is first called.
+    """
 
     system = param.Selector(default="transcription", objects=list(SYSTEMS), doc="The dynamical system.")
     settings = param.ClassSelector(class_=SimulationSettings, doc="The current system's simulation settings.")
     preview = param.Parameter(default=None, doc="A few tasks simulated with the current settings.")
 
-    def __init__(self, session: Session, **params):
+    def __init__(self, session: Session, *, preview: bool = True, **params):
         super().__init__(session, **params)
+        self._previewing = preview
         self._settings_watcher = None
         self._system_select = pn.widgets.Select.from_param(self.param.system, name="System", sizing_mode="stretch_width")
         self._settings_box = pn.Column(sizing_mode="stretch_width")
@@ -160,12 +164,14 @@ class SystemView(Section):
         watcher = self.settings.param.watch(self._on_settings, list(self.settings.param)[1:])
         self._settings_watcher = (self.settings, watcher)
         self._draw_settings()
-        self.refresh_preview()
+        if self._previewing:
+            self.refresh_preview()
 
     def _on_settings(self, *events):
         if any(event.name == "kernel" for event in events):
             self._draw_settings()
-        self.refresh_preview()
+        if self._previewing:
+            self.refresh_preview()
 
     def _draw_settings(self):
         names = self.settings.visible_names()
@@ -185,7 +191,9 @@ class SystemView(Section):
         ]
 
     def refresh_preview(self):
-        """Simulate :data:`PREVIEW_TASKS` tasks with the current settings and draw them."""
+        """Simulate :data:`PREVIEW_TASKS` tasks with the current settings and draw them (and from now on at every change)."""
+        self._previewing = True
+
         def run():
             kwargs = self.settings.simulate_kwargs()
             self.preview = simulate(self.system, PREVIEW_TASKS, **kwargs)

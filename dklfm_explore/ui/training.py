@@ -30,7 +30,10 @@ def available_devices() -> list[str]:
 
 
 class TrainingView(Section):
-    """Train a DKLFM on the session's training tasks, watch it learn, stop it, save or load it."""
+    """Train a DKLFM on the session's training tasks, watch it learn, stop it, save or load it.
+
+    A model that arrives by any route (bundled, loaded, trained here) shows the curves of its own training run.
+    """
 
     device = param.Selector(default="cpu", objects=["cpu"], doc="Where to train and infer.")
     epochs = param.Integer(default=DEFAULT_EPOCHS, bounds=(1, 10_000), doc="Passes over the training tasks.")
@@ -107,6 +110,8 @@ class TrainingView(Section):
             self._model_info.object = f"No model yet. Press **Train** ({self.time_hint()})."
         else:
             self._model_info.object = f"Current model: {self.session.model_origin or 'trained'} — system *{model.system_name}*, device {model.device}."
+            if not self.running and model.history:
+                self.history = [dict(record) for record in model.history]
 
     def config(self):
         """The :class:`~dklfm_explore.train.TrainingConfig` for the current settings."""

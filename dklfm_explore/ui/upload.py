@@ -17,12 +17,15 @@ from ..datasets import load_p53
 from ..errors import InvalidInputError
 from ..measurements import example_csv, load_measurements
 from .base import Session
-from .inference import _ModelSection, latent_mse
+from .inference import _ModelSection, latent_mse, refine_mesh
 from .training import TrainingView
 
 __all__ = ["YourDataView", "result_table", "FORMAT_HELP"]
 
 ACCEPTED_SUFFIXES = (".csv", ".nc")
+QUERY_REFINEMENT = 4
+"""Time-only uploads are inferred at this many points per measured interval (the measured times included), so
+the posterior between sparse measurements is drawn as the smooth curve it is, not as straight segments."""
 
 FORMAT_HELP = """
 **File format.** A CSV file, one row per measured point, with a header row:
@@ -53,7 +56,11 @@ def result_table(result: xr.Dataset) -> pd.DataFrame:
 
 
 class YourDataView(_ModelSection):
-    """Upload a CSV or netCDF of measurements, infer their latent force, download the result."""
+    """Upload a CSV or netCDF of measurements, infer their latent force, download the result.
+
+    Time-only measurements are inferred at the measured times and :data:`QUERY_REFINEMENT` - 1 times between
+    each pair of them; the downloads hold all of these.
+    """
 
     tasks = param.Parameter(default=None, doc="The uploaded measurements as a TaskSet.")
     result = param.Parameter(default=None, doc="The inference result for the uploaded tasks.")
@@ -70,6 +77,7 @@ class YourDataView(_ModelSection):
         self.p53_button.on_click(lambda _: self.guard(self.load_p53))
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
+        self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self.param.watch(lambda _: self._draw(), "task")
@@ -135,12 +143,15 @@ class YourDataView(_ModelSection):
         self.guard(lambda: self._infer(model))
 
     def _infer(self, model) -> None:
-        self.result = model.infer(self.tasks)
+        if self.tasks.is_spatial:
+            self.result = model.infer(self.tasks)
+        else:
+            self.result = model.infer(self.tasks, time=refine_mesh(self.tasks.dataset["time"].values, QUERY_REFINEMENT))
         self.download_csv.disabled = self.download_nc.disabled = False
         self._draw()
 
     def _clear(self):
-        self._latent.object = self._outputs.object = None
+        self._all.object = self._latent.object = self._outputs.object = None
         self._summary.object = ""
         self.download_csv.disabled = self.download_nc.disabled = True
 
@@ -148,15 +159,20 @@ class YourDataView(_ModelSection):
         if self.result is None or self.tasks is None:
             return
         k = min(self.task, self.tasks.n_tasks - 1)
-        line = f"Inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series."
+        name = self.tasks.dataset.attrs.get("latent_name") or "latent force"
+        line = (f"Inferred the {name} of {self.tasks.n_tasks} series: "
+                f"{self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series.")
         if self.tasks.has_latent:
             line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g}."
         self._summary.object = line
         if self.tasks.is_spatial:
+            self._all.object = None
             self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)
             self._outputs.object = None
         else:
-            self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title="inferred latent force")
+            self._all.object = plots.latent_posteriors(self.result, self.tasks) if self.tasks.n_tasks > 1 else None
+            series = f", series {self.result['task'].values[k]}" if self.tasks.n_tasks > 1 else ""
+            self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title=f"inferred {name}{series}")
             self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
 
     def _csv_bytes(self) -> io.BytesIO:
@@ -173,7 +189,7 @@ class YourDataView(_ModelSection):
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
             pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
             self._alert, self._needs_model,
-            self._task_widget, self._summary, self._latent, self._outputs,
+            self._summary, self._all, self._task_widget, self._latent, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
             sizing_mode="stretch_width",
         )
