@@ -26,14 +26,14 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import xarray as xr
 
-from benchmarks.provenance import RESULTS, header, write_json
+from benchmarks.provenance import RESULTS, header
 from dklfm_explore import TaskSet, get_system, resolve_device, simulate
 from dklfm_explore.metrics import latent_metrics, output_metrics
 from dklfm_explore.runtime import tune_allocator
@@ -228,8 +228,6 @@ def run_lotka_volterra(settings: Settings, device, timings: dict) -> list[dict]:
     scales = _scales(train_tasks)
     query = {"time": test_full.dataset["time"].values}
     model, train_s, train_mem = _train_dklfm(train_tasks, settings, device)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result, batched_s, single_s, infer_mem = _infer_dklfm(model, observed, device, **query)

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -289,7 +289,8 @@ class Normaliser:
             mesh_dims=2 if tasks.is_spatial else 1,
         )
 
-    def _y_stats(self, like: torch.Tensor):
+    def y_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-output mean and std shaped ``(output, 1[, 1])`` to broadcast over ``(..., output, [space,] time)``."""
         shape = (-1,) + (1,) * self.mesh_dims
         mean = like.new_tensor(self.y_mean).reshape(shape)
         std = like.new_tensor(self.y_std).reshape(shape)
@@ -297,12 +298,12 @@ class Normaliser:
 
     def transform_y(self, y: torch.Tensor) -> torch.Tensor:
         """Standardise ``y (..., output, [space,] time)``."""
-        mean, std = self._y_stats(y)
+        mean, std = self.y_stats(y)
         return (y - mean) / std
 
     def inverse_y(self, y: torch.Tensor, variance: bool = False) -> torch.Tensor:
         """Undo :meth:`transform_y`; with ``variance=True`` scale a variance instead of a value."""
-        mean, std = self._y_stats(y)
+        mean, std = self.y_stats(y)
         return y * std**2 if variance else y * std + mean
 
     def transform_f(self, f: torch.Tensor) -> torch.Tensor:

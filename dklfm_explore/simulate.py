@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .data import NETCDF_ENGINE, TaskSet, open_taskset, settings_json
+from .data import TaskSet, open_taskset, settings_json
 from .devices import resolve_device
 from .errors import CancelledError, InvalidInputError
 from .systems.base import ForcePrior, Mesh, System, get_system

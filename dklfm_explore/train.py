@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
-from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
+from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig, config_from_dict
 from .model.kernel import MIN_LENGTHSCALE
 
 __all__ = ["train", "TrainingConfig", "TrainingProgress", "STOP_REASONS", "latent_std_calibration"]
@@ -122,11 +122,7 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainingConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InvalidInputError(f"Unknown TrainingConfig field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 @dataclass

@@ -187,7 +187,7 @@ class TrainedModel:
 
         y = tasks.y()
         if output_scaling == "training":
-            mean, std = self.normaliser._y_stats(y)
+            mean, std = self.normaliser.y_stats(y)
         else:
             mean, std = _pooled_stats(y)
         y_standard = ((y - mean) / std).to(device)

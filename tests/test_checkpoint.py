@@ -3,7 +3,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 from dklfm_explore import TaskSet, simulate
 from dklfm_explore.errors import CheckpointError, ExtrapolationWarning, InvalidInputError

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dklfm_explore import simulate
-from dklfm_explore.errors import InvalidInputError, UnknownNameError
+from dklfm_explore.errors import UnknownNameError
 from dklfm_explore.systems import (
     SYSTEMS,
     ForcePrior,

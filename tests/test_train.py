@@ -2,7 +2,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from dklfm_explore import simulate
 from dklfm_explore.errors import InvalidInputError, TrainingDivergedError

@@ -129,11 +129,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InvalidInputError(f"Unknown ModelConfig field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
-        return cls(**values)
+        return config_from_dict(cls, values)
+
+
+def config_from_dict(cls, values: dict):
+    """Build the dataclass ``cls`` from ``values``, naming any key that is not one of its fields."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise InvalidInputError(f"Unknown {cls.__name__} field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
+    return cls(**values)
 
 
 @dataclass
@@ -433,11 +438,10 @@ class DKLFM(nn.Module):
             output_var[tasks] = self.kernel.diag(phi_q[tasks]) - cross_y.pow(2).sum(-2) + output_noise
             if full_cov:
                 eye_h = torch.eye(n_query, dtype=factor.dtype, device=factor.device)
-                eye_y = torch.eye(n_outputs * n_query, dtype=factor.dtype, device=factor.device)
                 latent_cov[tasks] = self.kernel(phi_h, phi_h) - cross_h.transpose(-1, -2) @ cross_h + latent_noise * eye_h
                 output_cov[tasks] = (
                     self.kernel(phi_q[tasks], phi_q[tasks]) - cross_y.transpose(-1, -2) @ cross_y
-                    + torch.diag_embed(output_noise * torch.ones(n_outputs * n_query, dtype=factor.dtype, device=factor.device))
+                    + output_noise * torch.eye(n_outputs * n_query, dtype=factor.dtype, device=factor.device)
                 )
         return Posterior(
             latent_mean=latent_mean.reshape(n_tasks, *query_shape),

@@ -89,18 +89,8 @@ def _squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.pow(2).sum(-1)[..., :, None] + b.pow(2).sum(-1)[..., None, :] - 2.0 * cross).clamp_min(0.0)
 
 
-class RBFKernel(nn.Module):
-    """Squared-exponential kernel on features.
-
-    .. math:: k(a, b) = s \\exp\\left(-\\frac{\\|a - b\\|^2}{2 \\ell^2}\\right)
-
-    Parameters
-    ----------
-    scale : float
-        Initial output variance ``s``.
-    lengthscale : float
-        Initial lengthscale ``ell`` (feature units).
-    """
+class _ScaledKernel(nn.Module):
+    """Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors."""
 
     def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, **_):
         super().__init__()
@@ -115,16 +105,30 @@ class RBFKernel(nn.Module):
     def lengthscale(self) -> torch.Tensor:
         return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
 
+    def diag(self, a: torch.Tensor) -> torch.Tensor:
+        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64 (the scale, for stationary kernels)."""
+        return self.scale.expand(a.shape[:-1]).clone()
+
+
+class RBFKernel(_ScaledKernel):
+    """Squared-exponential kernel on features.
+
+    .. math:: k(a, b) = s \\exp\\left(-\\frac{\\|a - b\\|^2}{2 \\ell^2}\\right)
+
+    Parameters
+    ----------
+    scale : float
+        Initial output variance ``s``.
+    lengthscale : float
+        Initial lengthscale ``ell`` (feature units).
+    """
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
         return self.scale * torch.exp(-0.5 * _squared_distance(a, b) / self.lengthscale**2)
 
-    def diag(self, a: torch.Tensor) -> torch.Tensor:
-        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
-        return self.scale.expand(a.shape[:-1]).clone()
 
-
-class PeriodicKernel(nn.Module):
+class PeriodicKernel(_ScaledKernel):
     """Periodic kernel on features, summed over feature dimensions.
 
     .. math:: k(a, b) = s \\exp\\left(-\\frac{2}{\\ell^2} \\sum_d \\sin^2\\frac{\\pi (a_d - b_d)}{p}\\right)
@@ -136,18 +140,8 @@ class PeriodicKernel(nn.Module):
     """
 
     def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0, **_):
-        super().__init__()
-        self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale, MIN_SCALE), dtype=torch.float64))
-        self.raw_lengthscale = nn.Parameter(torch.tensor(inverse_softplus(lengthscale, MIN_LENGTHSCALE), dtype=torch.float64))
+        super().__init__(scale, lengthscale)
         self.raw_period = nn.Parameter(torch.tensor(inverse_softplus(period, MIN_LENGTHSCALE), dtype=torch.float64))
-
-    @property
-    def scale(self) -> torch.Tensor:
-        return positive(self.raw_scale, MIN_SCALE)
-
-    @property
-    def lengthscale(self) -> torch.Tensor:
-        return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
 
     @property
     def period(self) -> torch.Tensor:
@@ -160,10 +154,6 @@ class PeriodicKernel(nn.Module):
         agreement = torch.cos(angle_a) @ torch.cos(angle_b).transpose(-1, -2) + torch.sin(angle_a) @ torch.sin(angle_b).transpose(-1, -2)
         sin_squared = (0.5 * (a.shape[-1] - agreement)).clamp_min(0.0)
         return self.scale * torch.exp(-2.0 * sin_squared / self.lengthscale**2)
-
-    def diag(self, a: torch.Tensor) -> torch.Tensor:
-        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
-        return self.scale.expand(a.shape[:-1]).clone()
 
 
 BASE_KERNELS: dict[str, type[nn.Module]] = {"rbf": RBFKernel, "periodic": PeriodicKernel}

@@ -9,8 +9,7 @@ dashboard, the command line and the simulator discover systems through
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Mapping
 
 import torch
@@ -361,10 +360,3 @@ def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Gen
     new = torch.Generator()
     new.manual_seed(0 if seed is None else int(seed))
     return new
-
-
-def n_substeps(span: float, n_intervals: int, max_step: float) -> int:
-    """Number of solver steps per output interval so that a step is at most ``max_step``."""
-    if n_intervals <= 0:
-        return 1
-    return max(1, math.ceil((span / n_intervals) / max_step - 1e-9))

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ..model.linalg import cholesky
 from .base import ForcePrior, Mesh
 
 __all__ = ["rbf_covariance", "periodic_covariance", "prior_covariance", "sample_force", "SAMPLING_JITTER"]
@@ -77,8 +78,6 @@ def sample_hyperparameters(prior: ForcePrior, n_tasks: int, generator: torch.Gen
 
 
 def _cholesky(covariance: torch.Tensor) -> torch.Tensor:
-    from ..model.linalg import cholesky
-
     return cholesky(covariance, floor=SAMPLING_JITTER, cap=SAMPLING_JITTER * 1e4)[0]
 
 
