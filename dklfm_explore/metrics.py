@@ -16,7 +16,7 @@ import xarray as xr
 
 from .errors import InvalidInputError
 
-__all__ = ["latent_metrics", "output_metrics", "COVERAGE_Z"]
+__all__ = ["latent_metrics", "output_metrics", "task_latent_mse", "COVERAGE_Z"]
 
 COVERAGE_Z = 1.959963984540054
 """Half-width of a central 95% Gaussian interval in standard deviations."""
@@ -76,3 +76,20 @@ def output_metrics(result: xr.Dataset, truth: xr.DataArray, scale) -> dict[str, 
     shape = (1, -1) + (1,) * (values.ndim - 2)
     scores = _scores(mean, std, values, np.asarray(scale, dtype=float).reshape(shape))
     return {"output_mse": scores["mse"]}
+
+
+def task_latent_mse(result: xr.Dataset, truth: xr.DataArray, task: int = 0, scale: float = 1.0) -> float:
+    """Standardised latent MSE of one task, ``mean(((mean - f) / scale)^2)``, on the truth's mesh.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean (task, [space,] time)`` queried on a mesh that contains the truth's mesh
+        (the same mesh, or a denser one).
+    truth : xarray.DataArray ``(task, [space,] time)``
+    scale : float
+        The training set's latent standard deviation (1 gives the MSE in the force's units).
+    """
+    one = truth.isel(task=task)
+    mean = result["latent_mean"].isel(task=task).sel({name: one[name].values for name in one.dims})
+    return float(np.nanmean(((mean.values - one.values) / scale) ** 2))

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,3 +102,19 @@ def test_bad_measurement_file_and_corrupt_model(trained, tmp_path, capsys):
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "dklfm_explore.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "simulate" in result.stdout
+
+
+def test_bench_passes_its_options_to_the_harness_from_the_repository_root(monkeypatch, capsys):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--families", "nope"])
+    assert exit_info.value.code == 2 and "unknown families ['nope']" in capsys.readouterr().err
+
+
+def test_bench_outside_the_repository_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (Path(p or ".").resolve() / "benchmarks" / "harness.py").is_file()])
+    monkeypatch.delitem(sys.modules, "benchmarks.harness", raising=False)
+    monkeypatch.delitem(sys.modules, "benchmarks", raising=False)
+    assert main(["bench", "--quick"]) == 2
+    assert "repository root" in capsys.readouterr().err

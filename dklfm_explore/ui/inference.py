@@ -13,6 +13,7 @@ import torch
 
 from .. import plots
 from ..data import TaskSet
+from ..metrics import task_latent_mse
 from ..errors import ExtrapolationWarning
 from ..simulate import simulate
 from .base import BackgroundJob, Section, Session
@@ -42,16 +43,11 @@ FRESH_SEED_OFFSET = 10_000
 """Added to the task set's seed so the extrapolation / super-resolution tasks were never trained on."""
 
 
-def latent_mse(result, tasks: TaskSet, task: int = 0) -> float:
-    """Mean squared error of the latent mean against the true force of one task, on the tasks' mesh (NaN if unknown).
-
-    The result may be queried on a mesh that contains the tasks' mesh (for example a denser one).
-    """
+def latent_mse(result, tasks: TaskSet, task: int = 0, scale: float = 1.0) -> float:
+    """:func:`~dklfm_explore.metrics.task_latent_mse` of one task, NaN when its force is unknown."""
     if not tasks.has_latent:
         return float("nan")
-    truth = tasks.dataset["f"].isel(task=task)
-    mean = result["latent_mean"].isel(task=task).sel({name: truth[name].values for name in truth.dims})
-    return float(np.nanmean((mean.values - truth.values) ** 2))
+    return task_latent_mse(result, tasks.dataset["f"], task, scale)
 
 
 class _ModelSection(Section):
@@ -203,10 +199,11 @@ class InferenceView(_ResultSection):
         self.job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: None)
 
     def _draw(self, one: TaskSet) -> None:
-        lines = [f"**DKLFM**: latent MSE {latent_mse(self.result, one):.4g}, inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms"]
+        scale = self.session.model.normaliser.f_std
+        lines = [f"**DKLFM**: latent MSE {latent_mse(self.result, one, 0, scale):.4g} (standardised), inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms"]
         label = baseline_for(one.system_name)[0]
         if self.baseline_result is not None:
-            lines.append(f"**{label}**: latent MSE {latent_mse(self.baseline_result, one):.4g}, "
+            lines.append(f"**{label}**: latent MSE {latent_mse(self.baseline_result, one, 0, scale):.4g}, "
                          f"inference {self.baseline_result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms")
         self._metrics.object = "  \n".join(lines)
         if one.is_spatial:
@@ -284,9 +281,11 @@ class ExtrapolationView(_ResultSection):
             return
         shown = TaskSet(self.tasks.dataset.assign(y=self.observed.dataset["y"].reindex(time=self.tasks.dataset["time"])))
         self._plot.object = plots.extrapolation(self.result, self.task, shown, self.window)
-        inside = self.tasks.dataset["time"].values <= self.window[1]
-        error = (self.result["latent_mean"].isel(task=self.task).values - self.tasks.dataset["f"].isel(task=self.task).values) ** 2
-        self._metrics.object = f"latent MSE inside the trained window {error[inside].mean():.4g}, beyond it {error[~inside].mean():.4g}"
+        scale = self.session.model.normaliser.f_std
+        times = self.tasks.dataset["time"].values
+        parts = [TaskSet(self.tasks.dataset.isel(time=np.flatnonzero(keep))) for keep in (times <= self.window[1], times > self.window[1])]
+        inside, beyond = (latent_mse(self.result, part, self.task, scale) if part.n_time else float("nan") for part in parts)
+        self._metrics.object = f"standardised latent MSE inside the trained window {inside:.4g}, beyond it {beyond:.4g}"
 
     def __panel__(self):
         return pn.Column(
@@ -376,7 +375,8 @@ class SuperResolutionView(_ResultSection):
         self.fine, self.coarse, self.result = outcome
         mesh = (lambda t: f"{t.n_space} x {t.n_time}") if self.fine.is_spatial else (lambda t: f"{t.n_time} times")
         self.say(f"Observed on {mesh(self.coarse)}, inferred on {mesh(self.fine)}; "
-                 f"latent MSE {latent_mse(self.result, self.fine, self.task):.4g} (task {self.task}).", "info")
+                 f"standardised latent MSE {latent_mse(self.result, self.fine, self.task, self.session.model.normaliser.f_std):.4g} "
+                 f"(task {self.task}).", "info")
         self._draw()
 
     def _draw(self):

@@ -163,7 +163,7 @@ class YourDataView(_ModelSection):
         line = (f"Inferred the {name} of {self.tasks.n_tasks} series: "
                 f"{self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series.")
         if self.tasks.has_latent:
-            line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g}."
+            line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g} ({self.tasks.dataset.attrs.get('latent_unit') or 'force units'} squared)."
         self._summary.object = line
         if self.tasks.is_spatial:
             self._all.object = None
