@@ -12,7 +12,7 @@ import xarray as xr
 
 from dklfm_explore.datasets import DATA_DIR, DATASETS, get_dataset, load_dataset, load_p53, write_p53_csvs
 from dklfm_explore.errors import UnknownNameError
-from dklfm_explore.measurements import load_measurements
+from dklfm_explore.io import load_measurements
 from dklfm_explore.systems import P53_GENES, SYSTEMS
 
 SHARED = Path("/work/shared/data/p53_barenco")

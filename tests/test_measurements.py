@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dklfm_explore.data import TaskSet
 from dklfm_explore.errors import InvalidInputError, UnknownNameError
-from dklfm_explore.measurements import MIN_POINTS, example_csv, load_measurements, measurements_to_csv
+from dklfm_explore.io import MIN_POINTS, example_csv, load_measurements, measurements_to_csv
 from dklfm_explore.simulate import simulate
 from dklfm_explore.systems import SYSTEMS
 
@@ -340,7 +340,7 @@ def test_arbitrary_tables_never_crash(header, rows, delimiter):
 
 
 def test_the_documented_example_loads():
-    import dklfm_explore.measurements as module
+    import dklfm_explore.io.format as module
 
     block = module.__doc__.split("::")[1].split("\n* ")[0]
     text = "\n".join(line[4:] for line in block.strip("\n").splitlines())
@@ -361,7 +361,7 @@ def test_netcdf_with_text_values_is_rejected(tmp_path):
 
 def test_pool_replicates_averages_points_and_combines_errors():
     from dklfm_explore.datasets import load_p53
-    from dklfm_explore.measurements import pool_replicates
+    from dklfm_explore.io import pool_replicates
 
     p53 = load_p53("5Gy")
     pooled = pool_replicates(p53)

@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..data import TaskSet
 from ..errors import UnknownNameError
-from ..measurements import measurements_to_csv
+from ..io import measurements_to_csv
 from ..systems import P53_GENES
 from .registry import DATA_DIR, BundledDataset, register_dataset
 

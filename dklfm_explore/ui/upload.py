@@ -6,16 +6,14 @@ import io
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import panel as pn
 import param
-import xarray as xr
 
 from .. import plots
 from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
-from ..measurements import example_csv, load_measurements
+from ..io import example_csv, load_measurements, result_table
 from .base import Session
 from .inference import _ModelSection, latent_mse, refine_mesh
 from .training import TrainingView
@@ -39,20 +37,6 @@ FORMAT_HELP = """
 
 A netCDF task set (from *Save task set* or `dklfm simulate`) works too. The example file below is in this format.
 """
-
-
-def result_table(result: xr.Dataset) -> pd.DataFrame:
-    """Flatten an inference result into one row per (task, [space,] time).
-
-    Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
-    then ``<output>_mean`` and ``<output>_std`` for each output.
-    """
-    table = result[["latent_mean", "latent_std"]].to_dataframe()
-    for name in result["output"].values:
-        for stat in ("mean", "std"):
-            column = result[f"output_{stat}"].sel(output=name, drop=True)
-            table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
-    return table.reset_index()
 
 
 class YourDataView(_ModelSection):
