@@ -11,23 +11,46 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidInputError
-from .format import FORCE, MAX_SHOWN, MISSING, REPLICATE, SE_SUFFIX, SPACE, TIME
+from .format import FORCE, MISSING, REPLICATE, SE_SUFFIX, SPACE, TIME, listed, shown
 
 __all__ = ["csv_dataset"]
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 INFINITY = re.compile(r"[+-]?inf(?:inity)?", re.IGNORECASE)
-INTEGER = re.compile(r"[+-]?\d+")
-HEADER_UNIT = re.compile(r"(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]")
 METADATA = re.compile(r"#\s*(?P<key>[A-Za-z_][\w.-]*)\s*:\s*(?P<value>.*)")
 DELIMITERS = (",", ";", "\t")
+DELIMITER_SAMPLE_LINES = 20
+"""The delimiter is chosen on the header and the lines after it, up to this many lines in all."""
 
 
 def _split_header(cell: str) -> tuple[str, str]:
-    match = HEADER_UNIT.fullmatch(cell)
-    if match and match["name"]:
-        return match["name"].strip(), match["unit"].strip()
-    return cell.strip(), ""
+    """``"name [unit]"`` -> ``("name", "unit")``; a cell without a bracketed unit at its end -> ``(cell, "")``."""
+    cell = cell.strip()
+    if cell.endswith("]"):
+        opening = cell.rfind("[")
+        name, unit = cell[: max(opening, 0)].rstrip(), cell[opening + 1 : -1]
+        if opening > 0 and name and "]" not in unit:
+            return name, unit.strip()
+    return cell, ""
+
+
+def _delimiter(lines: list[str]) -> str:
+    """The delimiter that cuts the header and the first data lines into equally many cells (the most cells wins).
+
+    Without such a delimiter, the one the header uses most.
+    """
+    sample = [line for line in lines[:DELIMITER_SAMPLE_LINES] if line.strip() and not line.lstrip().startswith("#")]
+    consistent = {}
+    for delimiter in DELIMITERS:
+        try:
+            counts = {len(row) for row in csv.reader(sample, delimiter=delimiter)}
+        except csv.Error:
+            continue
+        if len(counts) == 1 and counts != {1}:
+            consistent[delimiter] = counts.pop()
+    if consistent:
+        return max(consistent, key=consistent.get)
+    return max(DELIMITERS, key=lines[0].count)
 
 
 def csv_dataset(text: str, source: str) -> tuple[xr.Dataset, bool]:
@@ -41,8 +64,7 @@ def csv_dataset(text: str, source: str) -> tuple[xr.Dataset, bool]:
         first += 1
     if first == len(lines):
         raise InvalidInputError(f"{source} has no header row, only comments or blank lines.")
-    header_line = lines[first]
-    delimiter = max(DELIMITERS, key=header_line.count)
+    delimiter = _delimiter(lines[first:])
     try:
         rows = [(first + reader_line, row) for reader_line, row in _csv_rows("".join(lines[first:]), delimiter)]
     except csv.Error as error:
@@ -85,7 +107,7 @@ def _column_roles(named: list[tuple[int, str, str]], source: str) -> dict:
         key = column.lower() if column.lower() in (TIME, SPACE, REPLICATE, FORCE) else column
         if key in seen:
             raise InvalidInputError(
-                f"Column name {column!r} appears twice in {source} (columns {seen[key] + 1} and {position + 1}); names must be unique."
+                f"Column name {shown(column)} appears twice in {source} (columns {seen[key] + 1} and {position + 1}); names must be unique."
             )
         seen[key] = position
         if key in (TIME, SPACE, REPLICATE, FORCE):
@@ -99,16 +121,16 @@ def _column_roles(named: list[tuple[int, str, str]], source: str) -> dict:
     names = [column for _, column, _ in named]
     if TIME not in roles:
         raise InvalidInputError(
-            f"{source} has no 'time' column (columns: {', '.join(names) or 'none'}); "
+            f"{source} has no 'time' column (columns: {listed(names) if names else 'none'}); "
             "name the column of measurement times 'time', optionally with a unit as 'time [h]'."
         )
     if not roles["outputs"]:
-        raise InvalidInputError(f"{source} has no output columns besides {', '.join(names)}; add one column per measured output.")
+        raise InvalidInputError(f"{source} has no output columns besides {listed(names)}; add one column per measured output.")
     outputs = {column for _, column in roles["outputs"]}
     for stem, (_, column) in roles["se"].items():
         if stem not in outputs:
             raise InvalidInputError(
-                f"Column {column!r} of {source} is a measurement error of {stem!r}, which is not an output column."
+                f"Column {shown(column)} of {source} is a measurement error of {shown(stem)}, which is not an output column."
             )
     return roles
 
@@ -118,18 +140,18 @@ def _parse_numbers(column: str, cells: list[tuple[int, str]], source: str, *, re
     for index, (number, cell) in enumerate(cells):
         if cell.lower() in MISSING:
             if required:
-                raise InvalidInputError(f"Column {column!r} of {source} is empty on line {number}; every row needs a {column}.")
+                raise InvalidInputError(f"Column {shown(column)} of {source} is empty on line {number}; every row needs a {column}.")
             continue
         if INFINITY.fullmatch(cell):
-            raise InvalidInputError(f"Column {column!r} of {source} has an infinite value {cell!r} on line {number}; values must be finite.")
+            raise InvalidInputError(f"Column {shown(column)} of {source} has an infinite value {shown(cell)} on line {number}; values must be finite.")
         if not NUMBER.fullmatch(cell):
             raise InvalidInputError(
-                f"Column {column!r} of {source} has a non-numeric value {cell[:MAX_SHOWN]!r} on line {number}; "
+                f"Column {shown(column)} of {source} has a non-numeric value {shown(cell)} on line {number}; "
                 "cells must be numbers, or empty or NA where not measured."
             )
         values[index] = float(cell)
         if not np.isfinite(values[index]):
-            raise InvalidInputError(f"Column {column!r} of {source} has a value {cell!r} on line {number} that overflows to infinity.")
+            raise InvalidInputError(f"Column {shown(column)} of {source} has a value {shown(cell)} on line {number} that overflows to infinity.")
     return values
 
 
@@ -143,7 +165,7 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
         labels = [cell for _, cell in cells[roles[REPLICATE][0]]]
         for number, cell in cells[roles[REPLICATE][0]]:
             if not cell:
-                raise InvalidInputError(f"Column {roles[REPLICATE][1]!r} of {source} is empty on line {number}; every row needs a replicate label.")
+                raise InvalidInputError(f"Column {shown(roles[REPLICATE][1])} of {source} is empty on line {number}; every row needs a replicate label.")
     else:
         labels = ["0"] * len(lines)
     positions_of = {label: index for index, label in enumerate(dict.fromkeys(labels))}
@@ -163,7 +185,7 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
                 negative = np.flatnonzero(se[k] < 0)
                 if negative.size:
                     raise InvalidInputError(
-                        f"Column {column!r} of {source} has a negative measurement error {se[k, negative[0]]:g} on line "
+                        f"Column {shown(column)} of {source} has a negative measurement error {se[k, negative[0]]:g} on line "
                         f"{lines[negative[0]]}; errors are standard deviations (>= 0)."
                     )
 
@@ -172,7 +194,7 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
         key = (task_index[row], time[row]) + ((space[row],) if spatial else ())
         if key in seen:
             where = f" at space {space[row]:g}" if spatial else ""
-            replicate = f" for replicate {labels[row]!r}" if REPLICATE in roles else ""
+            replicate = f" for replicate {shown(labels[row])}" if REPLICATE in roles else ""
             raise InvalidInputError(
                 f"Time {time[row]:g}{where} appears twice{replicate} in {source} (lines {seen[key]} and {lines[row]}); "
                 "give one row per time (average technical repeats, or label them as replicates)."
@@ -181,7 +203,7 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
 
     times = np.unique(time)
     mesh = (np.searchsorted(times, time),)
-    coords = {"task": _task_labels(order), "output": outputs, "time": times}
+    coords = {"task": np.array(order, dtype=str) if REPLICATE in roles else np.array([0]), "output": outputs, "time": times}
     mesh_dims: tuple[str, ...] = ("time",)
     if spatial:
         positions = np.unique(space)
@@ -214,9 +236,3 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
     if se is not None:
         variables["y_se"] = (("task", "output") + mesh_dims, grid(se), {"long_name": "measurement error (standard deviation)", "units": attrs["output_unit"]})
     return xr.Dataset(variables, coords=coords, attrs=attrs)
-
-
-def _task_labels(order: list[str]) -> np.ndarray:
-    if all(INTEGER.fullmatch(label) for label in order):
-        return np.array([int(label) for label in order], dtype=np.int64)
-    return np.array(order)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, Mapping, Sequence
 
 from ..data import TaskSet
 from ..systems.base import get_system
@@ -19,6 +19,8 @@ def load_measurements(
     path: str | os.PathLike | bytes | BinaryIO,
     *,
     expected_outputs: int | Sequence[str] | None = None,
+    output_aliases: Mapping[str, Sequence[str]] | None = None,
+    outputs_in_order: bool = False,
     system: str | None = None,
     name: str | None = None,
 ) -> TaskSet:
@@ -30,7 +32,13 @@ def load_measurements(
         The file, or its content (for example the bytes of a dashboard upload).
     expected_outputs : int or list of str, optional
         What a model expects: a number of outputs, or their names (the outputs
-        are then put in this order).
+        are then put in this order, keeping the file's names).
+    output_aliases : dict, optional
+        ``{expected name: (other name, ...)}`` also accepted for an output, without regard to case;
+        default the ``system``'s :attr:`~dklfm_explore.systems.System.output_aliases`.
+    outputs_in_order : bool
+        Take the outputs in the file's column order as the ``expected_outputs``, whatever their
+        names (the counts must match).  The attr ``output_match`` says which went where.
     system : str, optional
         Name of the system the measurements come from; recorded in the attrs
         ``system``, and its units are used where the header gives none.
@@ -43,8 +51,9 @@ def load_measurements(
         ``y : (task, output, time)`` or ``(task, output, space, time)``, NaN where
         not measured; ``f : (task, [space,] time)`` if there is a ``force``
         column; ``y_se`` (same dims as ``y``) if there are ``<output>_se``
-        columns.  The task coordinate holds the replicate labels; times (and
-        positions) are sorted.
+        columns.  The task coordinate holds the replicate labels as the strings
+        written (stripped; ``1`` and ``01`` are two replicates), ``0`` without a
+        replicate column; times (and positions) are sorted.
 
     Raises
     ------
@@ -71,7 +80,9 @@ def load_measurements(
         dataset, has_replicates = csv_dataset(decode(data, source), source)
         dataset = check_values(dataset, source, output_word="Column", task_word="Replicate" if has_replicates else None)
     if expected_outputs is not None:
-        dataset = match_outputs(dataset, expected_outputs, source)
+        if output_aliases is None and spec is not None:
+            output_aliases = spec.output_aliases
+        dataset = match_outputs(dataset, expected_outputs, source, aliases=output_aliases, in_order=outputs_in_order)
     if spec is not None:
         dataset = apply_system(dataset, spec, source)
     dataset.attrs["source"] = source
