@@ -1,6 +1,5 @@
 """Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
 
-import importlib.util
 import logging
 import sys
 
@@ -11,7 +10,8 @@ import xarray as xr
 
 from dklfm_explore import simulate
 from dklfm_explore.ui import Explorer, explorer
-from dklfm_explore.ui.base import INTERNAL_ERROR, Section, Session
+from dklfm_explore.ui.base import INTERNAL_ERROR, Section
+from dklfm_explore.ui.session import Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
 from dklfm_explore.ui.training import TrainingView
@@ -20,8 +20,6 @@ from dklfm_explore.ui.upload import YourDataView, result_table
 
 JOB_TIMEOUT_S = 60
 """Background jobs in these tests take well under a second; the limit only stops a hung test."""
-
-needs_model = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.train") is None, reason="the model branch is not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,10 @@ def test_explorer_opens_on_a_default_task_set(app):
     assert isinstance(app.system._preview_pane.object, hv.Layout)
 
 
-def test_inference_without_model_offers_training(app):
-    if app.session.model is not None:
-        pytest.skip("a bundled model is present")
+def test_inference_without_model_offers_training():
+    app = Explorer()
+    app.session.model = None
+    app.show("Inference")
     assert app.inference._needs_model.visible
     assert "train a model (up to 60 s on CPU)" in app.inference._needs_model[0].object
     assert app.inference.result is None
@@ -67,7 +66,7 @@ def test_settings_are_generated_from_parameter_specs():
     assert settings.diffusion == (0.001, 0.1)
     assert settings.space_lengthscale == (0.1, 0.4)
     assert (settings.n_space, settings.n_points) == (21, 21)
-    assert settings.simulate_kwargs()["grid"] == (21, 21)
+    assert settings.spec().grid == (21, 21)
     assert "space_lengthscale" in settings.visible_names()
     assert "period" not in settings.visible_names()
     settings.kernel = "periodic"
@@ -78,7 +77,7 @@ def test_per_output_ranges_scale_each_outputs_typical_value():
     settings = settings_for("transcription")
     assert settings.decay_rate == (0.6, 1.4)
     settings.decay_rate = (1.0, 2.0)
-    low, high = settings.simulate_kwargs()["parameter_ranges"]["decay_rate"]
+    low, high = settings.spec().parameter_ranges["decay_rate"]
     typical = np.array([0.2829, 0.3720, 0.3617, 0.8, 0.3573])
     np.testing.assert_allclose(low, typical, rtol=1e-6)
     np.testing.assert_allclose(high, 2 * typical, rtol=1e-6)
@@ -127,7 +126,7 @@ def make_taskset_view(system="transcription-linear", n_tasks=30):
 def test_generate_runs_in_background_and_splits():
     session, view = make_taskset_view(n_tasks=30)
     seen = []
-    view.param.watch(lambda event: seen.append(event.new), "progress")
+    view.controls.param.watch(lambda event: seen.append(event.new), "progress")
     view.generate()
     view.job.join(JOB_TIMEOUT_S)
     assert not view.running
@@ -227,7 +226,6 @@ def test_importing_the_package_does_not_load_panel():
     assert out == ["False", "False"]
 
 
-@needs_model
 def test_train_then_infer_a_test_task_with_exact_baseline():
     app = Explorer()
     app.show("Inference")
@@ -239,11 +237,13 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
     app.training.job.join(JOB_TIMEOUT_S)
     assert app.session.model is not None, app.training.message
     assert len(app.training.history) >= 1
+    app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None
     assert app.inference.result["latent_mean"].dims == ("task", "time")
     assert isinstance(app.inference._latent.object, hv.Overlay)
     assert "latent MSE" in app.inference._metrics.object
     app.inference.baseline = True
+    app.inference.first_job.join(JOB_TIMEOUT_S)
     app.inference.job.join(JOB_TIMEOUT_S)
     assert app.inference.baseline_result is not None, app.inference.message
     assert isinstance(app.inference._latent.object, hv.Layout) and len(app.inference._latent.object) == 2
@@ -261,9 +261,17 @@ def test_upload_reads_measurements_and_asks_for_a_model(app):
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
     assert view.tasks.n_tasks == 2 and view.tasks.output_names == list(app.session.train_tasks.output_names)
     assert view.tasks.has_latent
-    if app.session.model is None:
-        assert "train a model" in view._needs_model[0].object
-        assert view.result is None and view.download_csv.disabled
+
+
+def test_upload_without_a_model_asks_for_one():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    app.session.model = None
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert "train a model" in view._needs_model[0].object
+    assert view.result is None and view.download_csv.disabled
 
 
 def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
@@ -285,7 +293,6 @@ def test_bundled_p53_data_loads(app):
     assert app.your_data.message_kind == "success"
 
 
-@needs_model
 def test_upload_example_then_bad_file():
     from dklfm_explore.measurements import example_csv
 
@@ -321,7 +328,6 @@ def trained_app(system, n_tasks=30, epochs=1, **settings):
     return app
 
 
-@needs_model
 def test_extrapolation_view_queries_beyond_the_trained_window():
     app = trained_app("transcription-linear")
     view = app.extrapolation
@@ -338,7 +344,6 @@ def test_extrapolation_view_queries_beyond_the_trained_window():
     assert "task 2" in view._plot.object.opts.get().kwargs["title"]
 
 
-@needs_model
 def test_super_resolution_view_infers_on_the_fine_grid():
     app = trained_app("reaction-diffusion", n_space=9, n_points=9)
     view = app.super_resolution
@@ -347,7 +352,15 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert (view.coarse.n_space, view.coarse.n_time) == (9, 9)
     assert dict(view.result["latent_mean"].sizes) == {"task": 3, "space": 17, "time": 17}
     assert len(view._grids.object) == 5
-    assert len(view._profiles.object) == 17
+    assert view._time_widget.visible and view._time_widget.end == 16
+    first = view._profiles.object
+    view._time_widget.value = 16
+    assert view.time_index == 16
+    title = view._profiles.object.opts.get().kwargs["title"]
+    assert title == f"latent profile over space at time {view.result['time'].values[16]:.3g}"
+    curve = view._profiles.object.Curve.DKLFM
+    np.testing.assert_allclose(curve.dimension_values(1), view.result["latent_mean"].isel(task=0, time=16).values)
+    assert first is not view._profiles.object
 
 
 def test_refine_mesh_splits_each_interval_and_keeps_the_mesh():
@@ -427,9 +440,8 @@ def test_bundled_p53_data_is_inferred_with_the_bundled_model(app):
     assert view._summary.object.startswith("Inferred the p53 activity of 3 series: ")
 
 
+@needs_bundled
 def test_bundled_model_opens_the_inference_view():
-    if not bundled_model_present():
-        pytest.skip("no bundled transcription model in this checkout")
     app = Explorer()
     assert app.session.model.system_name == "transcription"
     assert "bundled pretrained model" in app.session.model_origin
@@ -437,4 +449,4 @@ def test_bundled_model_opens_the_inference_view():
     app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None and not app.inference._needs_model.visible
     assert len(app.training.history) == len(app.session.model.history) > 0
-    assert "stopped: early-stopping" in app.training._status.object
+    assert "stopped: early stopping" in app.training._status.object
