@@ -450,3 +450,167 @@ def test_bundled_model_opens_the_inference_view():
     assert app.inference.result is not None and not app.inference._needs_model.visible
     assert len(app.training.history) == len(app.session.model.history) > 0
     assert "stopped: early stopping" in app.training._status.object
+
+
+def test_a_worse_model_is_kept_but_not_used_and_one_click_reverts():
+    app = Explorer()
+    bundled = app.session.model
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.param.update(epochs=1, max_seconds=5)
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    first, second = app.session.models
+    assert first.model is bundled and second.model is not bundled
+    new, old = app.session.evaluation(second), app.session.evaluation(first)
+    assert new.n_tasks == old.n_tasks == app.session.test_tasks.n_tasks == 4
+    # one epoch on 36 tasks against 512 tasks trained to early stopping: the new model scores worse
+    assert new.latent_mse > old.latent_mse
+    assert app.session.model is bundled
+    assert "kept in the list but not used" in app.training.message
+    app.session.choose(second)
+    assert app.session.model is second.model and "trained here" in app.session.model_origin
+    app.session.choose(first)
+    assert app.session.model is bundled
+
+
+def test_a_better_model_replaces_the_current_one_and_says_why():
+    session = Session()
+    tasks = simulate("transcription-linear", 12, seed=0)
+    train, test = split_tasks(tasks)
+    session.use_tasks(tasks, train, test, None)
+
+    class Constant:
+        """A model that predicts the force ``offset`` away from the truth, with unit std."""
+
+        system_name = "transcription-linear"
+
+        def __init__(self, offset):
+            self.offset = offset
+            self.normaliser = type("N", (), {"f_mean": 0.0, "f_std": 1.0})()
+
+        def infer(self, one):
+            f = one.dataset["f"]
+            return xr.Dataset({"latent_mean": f + self.offset, "latent_std": xr.ones_like(f)})
+
+    assert "first model" in session.add_model(Constant(1.0), "one")
+    message = session.add_model(Constant(0.5), "two")
+    assert session.model.offset == 0.5 and "0.25 beats 1" in message
+    assert session.evaluation(session.models[1]).latent_mse == pytest.approx(0.25)
+    assert "does not beat" in session.add_model(Constant(2.0), "three")
+    assert session.model.offset == 0.5 and len(session.models) == 3
+
+
+def test_evaluation_verdict_against_the_prior_mean():
+    from dklfm_explore.ui.session import Evaluation
+
+    learned = Evaluation(latent_mse=0.1, latent_mse_se=0.02, prior_mse=1.0, coverage95=0.95, n_tasks=20)
+    assert learned.learned and learned.message.startswith("learned: latent MSE 0.1") and "10.0x better" in learned.message
+    assert not Evaluation(0.9, 0.05, 1.0, 0.9, 20).learned
+    assert not Evaluation(0.4, 0.4, 1.0, 0.9, 20).learned  # 0.4 + 2 x 0.4 is above the prior mean's 1
+
+
+def test_switching_the_system_shows_one_banner_on_every_tab_and_its_action_aligns():
+    app = Explorer()
+    assert all(banner.text == "" for banner in app.banners.values())
+    app.system.system = "transcription-linear"
+    texts = {banner.text for banner in app.banners.values()}
+    assert texts == {"The sidebar shows **transcription-linear**, but the task set and the tabs are of **transcription**."}
+    app.system.settings.n_tasks = 20
+    app.align()
+    app.taskset.job.join(JOB_TIMEOUT_S)
+    assert app.session.tasks.system_name == "transcription-linear" and app.session.spec.system == "transcription-linear"
+    text = app.banners["Inference"].text
+    assert text == "The model in use is for **transcription**, the task set is of **transcription-linear**."
+    assert app.banners["Inference"]._button.label == "Train a model for transcription-linear"
+    app.system.settings.noise_level = 0.2
+    assert app.banners["Training"].text == "The settings in the sidebar differ from those that made the task set."
+
+
+def test_train_for_the_uploaded_data_system_trains_on_that_system():
+    app = Explorer()
+    app.training.param.update(epochs=1, max_seconds=5)
+    app.system.settings.n_tasks = 20
+    app.train_for("transcription-linear")
+    app.taskset.job.join(JOB_TIMEOUT_S)
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.tasks.system_name == "transcription-linear"
+    assert app.session.models[-1].system_name == "transcription-linear"
+    assert app.session.model.system_name == "transcription-linear"  # the bundled model is for another system
+
+
+def test_views_simulate_from_the_session_spec_not_the_sidebar():
+    app = Explorer()
+    app.show("Extrapolation")
+    app.extrapolation.first_job.join(JOB_TIMEOUT_S)
+    before = app.extrapolation.tasks.dataset["y"].values
+    app.system.settings.noise_level = 0.5
+    app.extrapolation.run()
+    np.testing.assert_array_equal(app.extrapolation.tasks.dataset["y"].values, before)
+    assert app.extrapolation.tasks.system_name == "transcription"
+
+
+def test_an_empty_upload_clears_the_previous_result_and_error():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.result is not None and not view.download_csv.disabled
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert "bad.csv" in view.message
+    view.upload.filename = "empty.csv"
+    view.upload.value = b""
+    assert view.message == "empty.csv is empty; upload a CSV with a header row and one row per measured point."
+    assert view.result is None and view.tasks is None and view.download_csv.disabled
+    assert view._latent.object is None and view._summary.object == ""
+
+
+def test_a_system_registered_after_import_appears_in_the_selector():
+    from dklfm_explore.systems import SYSTEMS, get_system, register_system
+
+    base = type(get_system("transcription-linear"))
+    custom = type("Custom", (base,), {"name": "custom-after-import"})
+    register_system(custom)
+    try:
+        assert "custom-after-import" in SystemView(Session(), preview=False).param.system.objects
+    finally:
+        SYSTEMS.pop("custom-after-import")
+
+
+def test_timed_infer_reports_the_first_call_apart():
+    from dklfm_explore.ui.inference import TIMING_REPEATS, timed_infer
+
+    calls = []
+
+    class Slow:
+        def infer(self, tasks):
+            import time
+
+            time.sleep(0.05 if not calls else 0.005)
+            calls.append(1)
+            return "result"
+
+    tasks = simulate("transcription-linear", 2, seed=0)
+    result, first, median = timed_infer(Slow(), tasks)
+    assert result == "result" and len(calls) == 1 + TIMING_REPEATS
+    # per task (2 tasks): the 50 ms first call is 25 ms, the later 5 ms calls 2.5 ms; sleep overshoots by under ~2 ms
+    assert 25 <= first < 30 and 2.5 <= median < 4
+
+
+def test_result_table_names_units_and_download_names_the_source():
+    time = np.linspace(0, 1, 2)
+    result = xr.Dataset(
+        {"latent_mean": (("task", "time"), [[1 / 3, 2.0]]), "latent_std": (("task", "time"), [[1.0, 1.0]]),
+         "output_mean": (("task", "output", "time"), [[[1.0, 2.0]]]), "output_std": (("task", "output", "time"), [[[0.5, 0.5]]])},
+        coords={"task": [0], "output": ["a"], "time": time},
+    )
+    table = result_table(result, {"time": "h", "latent": "", "output": "a.u."})
+    assert list(table.columns) == ["task", "time [h]", "latent_mean", "latent_std", "a_mean [a.u.]", "a_std [a.u.]"]
+    app = Explorer()
+    app.your_data.load_p53()
+    text = app.your_data._csv_bytes().getvalue().decode()
+    assert app.your_data.download_csv.filename == "latent_force_the_bundled_p53_data_5_Gy_transcription.csv"
+    assert text.splitlines()[0].startswith("task,time [h],")
+    assert max(len(cell) for line in text.splitlines()[1:] for cell in line.split(",")) <= 12  # 6 significant digits

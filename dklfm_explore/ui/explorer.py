@@ -61,6 +61,8 @@ class Explorer(pn.viewable.Viewer):
             "Your data": self.your_data,
         }
         self.banners = {name: Banner(self.session, self.disagreement) for name in self.sections}
+        for controls in (self.taskset.controls, self.training.controls):
+            controls.param.watch(lambda _: [banner.refresh() for banner in self.banners.values()], "running")
         for section in self.sections.values():
             if isinstance(section, ModelSection):
                 section.train_for = self.train_for
