@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import panel as pn
+from panel.io.resources import LOCAL_DIST
 
 from .base import Banner
 from .inference import ExtrapolationView, InferenceView, ModelSection, ResultSection, SuperResolutionView
@@ -156,12 +157,27 @@ class Explorer(pn.viewable.Viewer):
         return pn.Column(pn.Row(self.system.sidebar(), self.tabs), sizing_mode="stretch_width")
 
 
+def _serve_stylesheets_locally() -> None:
+    """Make Panel fall back to the server's own copy of its stylesheets, never its CDN.
+
+    Panel resolves a component's stylesheet against the document's ``dist_url`` and, for updates
+    that arrive without a document (results delivered from a worker thread, a spinner switched on),
+    against its CDN: an offline page then fails to load ``loading.css`` and ``markdown.css``.
+    A served page has every file under ``static/extensions/panel/``, so that is the fallback here.
+    """
+    import panel.reactive
+
+    panel.reactive.CDN_DIST = LOCAL_DIST
+
+
 def explorer() -> pn.template.BaseTemplate:
     """Build a fresh dashboard (call once per page load); ``.servable()`` it or display it in a notebook.
 
     Served, the page is answered first (settings, equation, a loading preview) and the session's
     first work (:meth:`Explorer.start`) runs once the browser has connected; elsewhere it runs at once.
     """
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        _serve_stylesheets_locally()
     app = Explorer(start=False)
     app.system._preview_pane.loading = True
     pn.state.onload(app.start)

@@ -82,7 +82,7 @@ class YourDataView(ModelSection):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
         self.upload = pn.widgets.FileInput(accept=",".join(ACCEPTED_SUFFIXES), multiple=False)
-        self.upload.param.watch(self._on_upload, "value")
+        self.upload.param.watch(self._on_upload, ["value", "filename"])
         self.example = pn.widgets.FileDownload(callback=self._example_bytes, filename="example_measurements.csv", label="Download the example CSV", color="light")
         self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
@@ -114,9 +114,9 @@ class YourDataView(ModelSection):
         self._use(tasks, "the bundled p53 data (5 Gy)")
         return tasks
 
-    def _on_upload(self, event) -> None:
-        if event.new is not None:
-            self.guard(lambda: self.load_bytes(event.new, self.upload.filename or "upload.csv"))
+    def _on_upload(self, *events) -> None:
+        if self.upload.value is not None:
+            self.guard(lambda: self.load_bytes(self.upload.value, self.upload.filename or "upload.csv"))
 
     def load_bytes(self, content: bytes, filename: str) -> TaskSet:
         """Validate an upload (CSV or netCDF bytes) into a TaskSet and infer it if a model is ready.
