@@ -12,7 +12,7 @@ from .examples import example_csv
 from .format import MIN_POINTS
 from .load import load_measurements
 from .replicates import pool_replicates
-from .results import RESULT_SUFFIXES, result_table, write_result
+from .results import CSV_FORMAT, RESULT_SUFFIXES, result_table, write_result
 
 __all__ = [
     "load_measurements",
@@ -20,6 +20,7 @@ __all__ = [
     "example_csv",
     "pool_replicates",
     "result_table",
+    "CSV_FORMAT",
     "write_result",
     "atomic_write",
     "MIN_POINTS",
