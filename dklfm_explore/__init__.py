@@ -8,7 +8,7 @@ The public surface: :func:`simulate`, :class:`TaskSet`, :func:`open_taskset`,
 
 from .data import Normaliser, TaskSet, open_taskset
 from .devices import resolve_device
-from .measurements import example_csv, load_measurements, measurements_to_csv
+from .io import example_csv, load_measurements, measurements_to_csv
 from .simulate import make_mesh, package_version, simulate
 from .systems import SYSTEMS, ForcePrior, ODESystem, ParameterSpec, System, get_system, register_system
 

@@ -173,7 +173,7 @@ def _query_mesh(args, tasks):
 
 
 def _infer(args) -> None:
-    from .measurements import load_measurements
+    from .io import load_measurements, write_result
     from .trained import load_model
 
     _check_output_path(args.out, (".nc", ".csv"))
@@ -184,20 +184,6 @@ def _infer(args) -> None:
     write_result(result, args.out)
     print(f"wrote {args.out}: latent force of {result.sizes['task']} task(s) on {result.sizes['time']} time point(s), "
           f"{result.attrs.get('infer_ms_per_task', float('nan')):.2f} ms per task")
-
-
-def write_result(result, path: Path) -> Path:
-    """Write an inference result as netCDF, or as a long-format CSV (one row per task and mesh point)."""
-    path = Path(path)
-    if path.suffix == ".csv":
-        latent = result[["latent_mean", "latent_std"]].to_dataframe()
-        outputs = result[["output_mean", "output_std"]].to_dataframe().unstack("output")
-        outputs.columns = [f"{name}_{stat.replace('output_', '')}" for stat, name in outputs.columns]
-        table = latent.join(outputs).reset_index()
-        table.to_csv(path, index=False)
-    else:
-        result.to_netcdf(path, engine="h5netcdf")
-    return path
 
 
 def _info(args) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .atomic import atomic_write
 from .data import MIN_STD, Normaliser, TaskSet
 from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError
@@ -248,8 +249,11 @@ class TrainedModel:
             return lambda t: start + (t - first) * (stop - start) / (last - first)
         return lambda t: t
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint (weights, configs, normaliser, provenance), atomically."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+        """Write a checkpoint (weights, configs, normaliser, provenance), atomically.
+
+        ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
+        """
         path = Path(path)
         payload = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -265,13 +269,8 @@ class TrainedModel:
             "history": self.history,
             "latent_std_scale": self.latent_std_scale,
         }
-        partial = path.with_name(path.name + ".partial")
-        try:
+        with atomic_write(path, overwrite=overwrite) as partial:
             torch.save(payload, partial)
-            os.replace(partial, path)
-        finally:
-            if partial.exists():
-                partial.unlink()
         return path
 
 

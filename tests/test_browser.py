@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from dklfm_explore.measurements import example_csv
+from dklfm_explore.io import example_csv
 
 pytestmark = pytest.mark.browser
 

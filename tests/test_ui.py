@@ -255,7 +255,7 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
 
 
 def test_upload_reads_measurements_and_asks_for_a_model(app):
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
@@ -275,7 +275,7 @@ def test_upload_without_a_model_asks_for_one():
 
 
 def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     view = app.your_data
     view.upload.filename = "bad.csv"
@@ -294,7 +294,7 @@ def test_bundled_p53_data_loads(app):
 
 
 def test_upload_example_then_bad_file():
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     app = Explorer()
     app.system.settings.n_tasks = 40

@@ -7,16 +7,14 @@ import re
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import panel as pn
 import param
-import xarray as xr
 
 from .. import plots
 from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
-from ..measurements import example_csv, load_measurements
+from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from .inference import ModelSection, latent_mse, refine_mesh
 from .session import Session
 from .training import TrainingView
@@ -40,32 +38,6 @@ FORMAT_HELP = """
 
 A netCDF task set (from *Save task set* or `dklfm simulate`) works too. The example file below is in this format.
 """
-
-
-CSV_FORMAT = "%.6g"
-"""Numbers in the CSV download: six significant digits, far finer than any posterior's spread."""
-
-
-def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.DataFrame:
-    """Flatten an inference result into one row per (task, [space,] time).
-
-    Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
-    then ``<output>_mean`` and ``<output>_std`` for each output; with ``units`` (keys ``time``,
-    ``space``, ``latent``, ``output``) a known unit follows each name in brackets, ``time [h]``.
-    """
-    table = result[["latent_mean", "latent_std"]].to_dataframe()
-    for name in result["output"].values:
-        for stat in ("mean", "std"):
-            column = result[f"output_{stat}"].sel(output=name, drop=True)
-            table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
-    table = table.reset_index()
-    units = {k: v for k, v in (units or {}).items() if v}
-    if units:
-        def named(column: str) -> str:
-            kind = column if column in ("time", "space") else "latent" if column.startswith("latent_") else None if column == "task" else "output"
-            return f"{column} [{units[kind]}]" if kind in units else column
-        table.columns = [named(c) for c in table.columns]
-    return table
 
 
 class YourDataView(ModelSection):
