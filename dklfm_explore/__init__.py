@@ -10,12 +10,14 @@ from .data import Normaliser, TaskSet, open_taskset
 from .devices import resolve_device
 from .measurements import example_csv, load_measurements, measurements_to_csv
 from .simulate import make_mesh, package_version, simulate
+from .spec import SimulationSpec
 from .systems import SYSTEMS, ForcePrior, ODESystem, ParameterSpec, System, get_system, register_system
 
 __version__ = package_version()
 
 __all__ = [
     "simulate",
+    "SimulationSpec",
     "make_mesh",
     "TaskSet",
     "open_taskset",

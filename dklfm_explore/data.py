@@ -10,7 +10,8 @@ A task set is an :class:`xarray.Dataset` with dims ``task``, ``output``,
     <param>  (task,) or (task, output)       kinetic parameters, force hyperparameters
 
 and attrs ``system``, ``time_unit``, ``output_unit``, ``latent_unit``,
-``noise_level``, ``settings`` (JSON) and ``package_version``.  :class:`TaskSet`
+``noise_level``, ``spec`` (JSON of the :class:`~dklfm_explore.spec.SimulationSpec`; older files:
+``settings``) and ``package_version``.  :class:`TaskSet`
 wraps it with validation, I/O, splits, re-meshing and tensor access.
 """
 
@@ -27,6 +28,7 @@ import torch
 import xarray as xr
 
 from .errors import InvalidInputError
+from .spec import LEGACY_SETTINGS_ATTR, SPEC_ATTR, SimulationSpec
 
 __all__ = ["TaskSet", "Normaliser", "open_taskset"]
 
@@ -67,6 +69,33 @@ class TaskSet:
     def system_name(self) -> str:
         """Name of the system that simulated the tasks ('' for measurements)."""
         return str(self.dataset.attrs.get("system", ""))
+
+    @property
+    def spec(self) -> SimulationSpec | None:
+        """The :class:`SimulationSpec` that simulated these tasks, from the attrs (None for measurements).
+
+        Read from the ``spec`` attribute, or from the ``settings`` of files written before the
+        spec existed (their explicit meshes are taken from the file's coordinates).
+
+        Raises
+        ------
+        InvalidInputError
+            If the stored spec is not valid.
+        """
+        attrs = self.dataset.attrs
+        if attrs.get(SPEC_ATTR):
+            return SimulationSpec.from_json(attrs[SPEC_ATTR])
+        raw = attrs.get(LEGACY_SETTINGS_ATTR)
+        if not raw or not self.system_name:
+            return None
+        try:
+            settings = json.loads(raw)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"The task set's settings attribute is not valid JSON ({error}).") from error
+        return SimulationSpec.from_legacy_settings(
+            self.system_name, settings, n_outputs=self.n_outputs, time=self.dataset["time"].values,
+            space=self.dataset["space"].values if self.is_spatial else None,
+        )
 
     @property
     def n_tasks(self) -> int:
@@ -325,7 +354,3 @@ class Normaliser:
     def from_dict(cls, values: dict) -> "Normaliser":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
-
-def settings_json(settings: dict) -> str:
-    """Serialise settings for a netCDF attribute (netCDF attrs cannot hold dicts)."""
-    return json.dumps(settings, sort_keys=True, default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 import xarray as xr
@@ -22,17 +20,6 @@ def cholesky(matrix: torch.Tensor) -> torch.Tensor:
     return linalg_cholesky(matrix, cap=BASELINE_JITTER_CAP)[0]
 
 
-def settings_of(tasks: TaskSet) -> dict:
-    """The simulation settings stored in the task set's attrs (empty for measurements)."""
-    raw = tasks.dataset.attrs.get("settings")
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except (TypeError, ValueError):
-        return {}
-
-
 def system_of(tasks: TaskSet) -> System:
     """The registered system that simulated ``tasks``."""
     if not tasks.system_name:
@@ -41,18 +28,15 @@ def system_of(tasks: TaskSet) -> System:
 
 
 def force_prior_of(tasks: TaskSet, system: System) -> ForcePrior:
-    """The force prior the tasks were simulated with (settings), else the system's default."""
-    stored = settings_of(tasks).get("force_prior")
-    if not isinstance(stored, dict):
-        return system.force_prior
-    fields = {key: tuple(value) if isinstance(value, list) else value for key, value in stored.items()}
-    return system.force_prior.with_(**{k: v for k, v in fields.items() if k in ForcePrior.__dataclass_fields__})
+    """The force prior the tasks were simulated with (their spec), else the system's default."""
+    spec = tasks.spec
+    return spec.force_prior if spec is not None and spec.force_prior is not None else system.force_prior
 
 
 def start_time_of(tasks: TaskSet, system: System) -> float:
     """Time at which the simulation started (its initial condition holds there)."""
-    t_range = settings_of(tasks).get("t_range")
-    start = float(t_range[0]) if t_range else float(system.time_range[0])
+    spec = tasks.spec
+    start = float(spec.resolved(system).t_range[0]) if spec is not None else float(system.time_range[0])
     return min(start, float(tasks.time[0]))
 
 
