@@ -1,9 +1,11 @@
 """DKLFM Explorer: simulate dynamical systems with hidden forces, meta-learn a deep-kernel
 latent force model over many tasks, and infer the hidden force of new instances.
 
-The public surface: :func:`simulate`, :class:`TaskSet`, :func:`open_taskset`,
-:class:`Normaliser`, the system registry (:data:`SYSTEMS`, :func:`get_system`,
-:func:`register_system`), and the errors in :mod:`dklfm_explore.errors`.
+The public surface: :func:`simulate` and its :class:`SimulationSpec`, :class:`TaskSet`,
+:func:`open_taskset`, :class:`Normaliser`, :func:`train` with :class:`TrainingConfig` and
+:class:`ModelConfig`, :class:`TrainedModel`, :func:`load_model`, :class:`Verdict`, the system
+registry (:data:`SYSTEMS`, :func:`get_system`, :func:`register_system`), and the errors in
+:mod:`dklfm_explore.errors`.
 """
 
 from .data import Normaliser, TaskSet, open_taskset
@@ -11,6 +13,11 @@ from .devices import resolve_device
 from .measurements import example_csv, load_measurements, measurements_to_csv
 from .simulate import make_mesh, package_version, simulate
 from .spec import SimulationSpec
+from .config import TrainingConfig
+from .model.dklfm import ModelConfig
+from .train import train
+from .trained import TrainedModel, load_model
+from .verdict import Verdict
 from .systems import SYSTEMS, ForcePrior, ODESystem, ParameterSpec, System, get_system, register_system
 
 __version__ = package_version()
@@ -18,6 +25,12 @@ __version__ = package_version()
 __all__ = [
     "simulate",
     "SimulationSpec",
+    "train",
+    "TrainedModel",
+    "load_model",
+    "ModelConfig",
+    "TrainingConfig",
+    "Verdict",
     "make_mesh",
     "TaskSet",
     "open_taskset",

@@ -318,6 +318,31 @@ class Normaliser:
             mesh_dims=2 if tasks.is_spatial else 1,
         )
 
+    @classmethod
+    def fit_tensors(cls, y: torch.Tensor, f: torch.Tensor, time: torch.Tensor, space: torch.Tensor | None = None) -> "Normaliser":
+        """Fit on tensors ``y (task, output, [space,] time)``, ``f (task, [space,] time)`` as :meth:`fit` does on a task set."""
+        per_output = y.detach().to(torch.float64).transpose(0, 1).reshape(y.shape[1], -1).cpu()
+        observed = ~torch.isnan(per_output)
+        count = observed.sum(-1).clamp_min(1)
+        y_mean = torch.nan_to_num(per_output).sum(-1) / count
+        centred = torch.where(observed, per_output - y_mean[:, None], torch.zeros_like(per_output))
+        y_std = (centred.pow(2).sum(-1) / count).sqrt()
+        latent = f.detach().to(torch.float64).reshape(-1).cpu()
+        latent = latent[~torch.isnan(latent)]
+        f_mean = float(latent.mean()) if latent.numel() else 0.0
+        f_std = float(latent.std(correction=0)) if latent.numel() else 1.0
+        return cls(
+            y_mean=tuple(float(v) for v in y_mean),
+            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std.tolist()),
+            f_mean=f_mean,
+            f_std=max(f_std, MIN_STD),
+            time_offset=float(time[0]),
+            time_scale=float(max(time[-1] - time[0], MIN_STD)),
+            space_offset=float(space[0]) if space is not None else 0.0,
+            space_scale=float(max(space[-1] - space[0], MIN_STD)) if space is not None else 1.0,
+            mesh_dims=2 if space is not None else 1,
+        )
+
     def y_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-output mean and std shaped ``(output, 1[, 1])`` to broadcast over ``(..., output, [space,] time)``."""
         shape = (-1,) + (1,) * self.mesh_dims

@@ -8,7 +8,6 @@ by chunk into a :class:`~dklfm_explore.data.TaskSet` (in memory or a netCDF file
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -26,18 +25,12 @@ from .spec import SPEC_ATTR, SimulationSpec
 from .systems.base import ForcePrior, Mesh, System, get_system
 from .systems.forces import sample_force
 from .systems.mesh import make_mesh
+from .version import package_version
 
 __all__ = ["simulate", "make_mesh", "package_version", "BatchSimulator", "SimulatedTasks", "stream_generator"]
 
 CHUNK_SEED_STRIDE = 1_000_003
 """Chunk ``k`` of a run with seed ``s`` draws from seed ``s * stride + k``: chunks never share a stream."""
-
-
-def package_version() -> str:
-    try:
-        return version("dklfm-explore")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def stream_generator(seed: int, stream: int) -> torch.Generator:

@@ -1,15 +1,17 @@
-"""Helpers shared by the baselines: Cholesky with jitter, task-set facts, the result format."""
+"""Helpers shared by the baselines: Cholesky with jitter, task-set facts (from their spec), the result format."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
+from ...result import result_dataset
 from ..linalg import cholesky as linalg_cholesky
 from ...systems.base import ForcePrior, System, get_system
+
+__all__ = ["cholesky", "system_of", "force_prior_of", "start_time_of", "query_axis", "check_observed", "result_dataset"]
 
 BASELINE_JITTER_CAP = 1e-4
 """Last relative jitter the baselines accept: beyond it their posteriors would be visibly biased."""
@@ -66,39 +68,3 @@ def check_observed(y: torch.Tensor, minimum: int) -> torch.Tensor:
             f"Task {task} has {int(counts[task])} observed value(s); a baseline needs at least {minimum} per task."
         )
     return observed
-
-
-def result_dataset(
-    tasks: TaskSet,
-    time: torch.Tensor,
-    space: torch.Tensor | None,
-    latent_mean: torch.Tensor,
-    latent_var: torch.Tensor,
-    output_mean: torch.Tensor,
-    output_var: torch.Tensor,
-    attrs: dict,
-    extra: dict | None = None,
-) -> xr.Dataset:
-    """Assemble the result in the DKLFM ``infer`` format (see MODEL_CONTRACT.md).
-
-    Parameters
-    ----------
-    latent_mean, latent_var : Tensor ``(task, [space,] time)``
-    output_mean, output_var : Tensor ``(task, output, [space,] time)``
-    extra : dict of name -> (dims, array), optional
-        Further variables (fitted parameters, noise levels).
-    """
-    mesh_dims = ("space", "time") if space is not None else ("time",)
-    coords = {"task": tasks.dataset["task"].values, "output": tasks.dataset["output"].values, "time": time.cpu().numpy()}
-    if space is not None:
-        coords["space"] = space.cpu().numpy()
-    numpy = lambda value: value.detach().to(torch.float64).cpu().numpy()  # noqa: E731
-    variables = {
-        "latent_mean": (("task",) + mesh_dims, numpy(latent_mean)),
-        "latent_std": (("task",) + mesh_dims, numpy(latent_var.clamp_min(0).sqrt())),
-        "output_mean": (("task", "output") + mesh_dims, numpy(output_mean)),
-        "output_std": (("task", "output") + mesh_dims, numpy(output_var.clamp_min(0).sqrt())),
-    }
-    for name, (dims, value) in (extra or {}).items():
-        variables[name] = (dims, numpy(value) if isinstance(value, torch.Tensor) else value)
-    return xr.Dataset(variables, coords=coords, attrs=attrs)
