@@ -10,17 +10,27 @@ registry (:data:`SYSTEMS`, :func:`get_system`, :func:`register_system`), and the
 
 from .data import Normaliser, TaskSet, open_taskset
 from .devices import resolve_device
-from .measurements import example_csv, load_measurements, measurements_to_csv
+from .io import example_csv, load_measurements, measurements_to_csv
 from .simulate import make_mesh, package_version, simulate
 from .spec import SimulationSpec
 from .config import TrainingConfig
-from .model.dklfm import ModelConfig
-from .train import train
-from .trained import TrainedModel, load_model
 from .verdict import Verdict
 from .systems import SYSTEMS, ForcePrior, ODESystem, ParameterSpec, System, get_system, register_system
 
 __version__ = package_version()
+
+_LEARNER = {"train": "train", "TrainedModel": "trained", "load_model": "trained", "ModelConfig": "model.dklfm"}
+"""Public names of the learner, imported on first use so that importing the simulators does not import torch.nn models."""
+
+
+def __getattr__(name: str):
+    if name in _LEARNER:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LEARNER[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "simulate",

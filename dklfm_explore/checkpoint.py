@@ -17,11 +17,11 @@ Version 1 lacks ``latent_std_scale`` (it loads with 1), versions 1 and 2 lack ``
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_write
 from .errors import CheckpointError
 
 __all__ = ["write_checkpoint", "read_checkpoint", "CHECKPOINT_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "CHECKPOINT_KEYS"]
@@ -36,17 +36,11 @@ CHECKPOINT_KEYS = (
 """Keys every readable version has."""
 
 
-def write_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
-    """Write ``payload`` to ``path`` atomically (a uniquely named temporary file in the same folder, then a rename)."""
+def write_checkpoint(payload: dict, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write ``payload`` to ``path`` atomically; ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`)."""
     path = Path(path)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(handle)
-    try:
+    with atomic_write(path, overwrite=overwrite) as partial:
         torch.save(payload, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     return path
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .atomic import atomic_write
 from .errors import InvalidInputError
 from .spec import LEGACY_SETTINGS_ATTR, SPEC_ATTR, SimulationSpec
 
@@ -228,16 +229,14 @@ class TaskSet:
         """Read every variable into memory."""
         return TaskSet(self.dataset.load())
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the task set as netCDF (atomically: a failed write leaves no partial file)."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+        """Write the task set as netCDF (atomically: a failed write leaves no partial file).
+
+        ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
+        """
         path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        try:
+        with atomic_write(path, overwrite=overwrite) as partial:
             self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE)
-            os.replace(partial, path)
-        finally:
-            if partial.exists():
-                partial.unlink()
         return path
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "extrapolation",
     "super_resolution",
     "super_resolution_profiles",
+    "super_resolution_profile",
     "training_curves",
     "BAND_Z",
 ]
@@ -47,6 +48,8 @@ MODEL_COLOUR = "#1f77b4"
 BASELINE_COLOUR = "#d62728"
 TRUTH_COLOUR = "#222222"
 OBSERVATION_COLOUR = "#ff7f0e"
+REFERENCE_COLOURS = ("#6c757d", "#d62728", "#2ca02c")
+"""Reference levels on the validation curve: the prior mean first, then other methods."""
 BAND_ALPHA = 0.25
 """Opacity of a 95% band: light enough to see the truth and the observations through it."""
 SPIKE_FRACTION = 0.06
@@ -61,6 +64,8 @@ SMALL = dict(width=330, height=230)
 """Size of the panels shown three to a row."""
 IMAGE_SIZE = 240
 BOKEH = "bokeh"
+ACTIVE_TOOLS = ["pan"]
+"""Tools on at first: the mouse wheel scrolls the page; wheel zoom is a toolbar tool to switch on."""
 LOG_TICK_MANTISSAS = (1, 2, 5)
 """Log axes tick at 1, 2 and 5 per decade (bokeh's default crowds 0.5 ... 0.9 into overlapping labels)."""
 
@@ -75,14 +80,17 @@ def _attr(tasks: TaskSet | None, name: str, default: str = "") -> str:
     return str(tasks.dataset.attrs.get(name, default) or default)
 
 
+def _unit(unit: str, label: str) -> str | None:
+    """A unit worth printing after ``label`` (none when empty or the label itself, as in "time (time)")."""
+    return unit if unit and unit != label else None
+
+
 def _time_dim(tasks: TaskSet | None) -> hv.Dimension:
-    unit = _attr(tasks, "time_unit")
-    return hv.Dimension("time", label="time", unit=unit or None)
+    return hv.Dimension("time", label="time", unit=_unit(_attr(tasks, "time_unit"), "time"))
 
 
 def _space_dim(tasks: TaskSet | None) -> hv.Dimension:
-    unit = _attr(tasks, "space_unit")
-    return hv.Dimension("space", label="space", unit=unit or None)
+    return hv.Dimension("space", label="space", unit=_unit(_attr(tasks, "space_unit"), "length"))
 
 
 def _latent_dim(tasks: TaskSet | None) -> hv.Dimension:
@@ -95,7 +103,8 @@ def _latent_name(tasks: TaskSet | None) -> str:
 
 
 def _output_dim(name: str, tasks: TaskSet | None) -> hv.Dimension:
-    return hv.Dimension(f"output_{name}", label=str(name), unit=_attr(tasks, "output_unit") or None)
+    """An output's value axis: its unit (the panel's title names the output)."""
+    return hv.Dimension(f"output_{name}", label=_attr(tasks, "output_unit", "output"))
 
 
 def _band(time, mean, std, kdim, vdim, colour, label):
@@ -124,7 +133,7 @@ def _frame(overlay, title="", legend=True, legend_position="top_left", **options
     return _opts(
         overlay, title=title, width=PLOT_WIDTH, height=PLOT_HEIGHT, show_grid=True,
         legend_position=legend_position, legend_opts={"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "spacing": 0, "padding": 2},
-        show_legend=legend, toolbar="right", **options,
+        show_legend=legend, toolbar="right", active_tools=ACTIVE_TOOLS, **options,
     )
 
 
@@ -199,7 +208,7 @@ def _field(tasks, values, vdim, clim, title, cmap=FIELD_CMAP, space=None, time=N
     space = tasks.dataset["space"].values if space is None else np.asarray(space)
     time = tasks.dataset["time"].values if time is None else np.asarray(time)
     image = hv.Image((time, space, np.asarray(values)), kdims=[_time_dim(tasks), _space_dim(tasks)], vdims=[vdim])
-    return _opts(image, cmap=cmap, clim=clim, colorbar=True, title=title, width=IMAGE_SIZE + 70, height=IMAGE_SIZE, toolbar=None, tools=["hover"])
+    return _opts(image, cmap=cmap, clim=clim, colorbar=True, title=title, width=IMAGE_SIZE + 70, height=IMAGE_SIZE, toolbar=None, tools=["hover"], active_tools=[])
 
 
 def latent_posterior(
@@ -282,7 +291,8 @@ def _latent_layers(result, task, tasks, label, colour) -> list:
     return layers
 
 
-def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None = None) -> hv.Layout:
+def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None = None, *,
+                      others: Mapping[str, xr.Dataset] | None = None) -> hv.Layout:
     """Draw each output's posterior of one time-only task with its 95% band and the observations.
 
     Parameters
@@ -292,11 +302,15 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
     task : int
     tasks : TaskSet, optional
         Gives the observed ``y`` ``(task, output, time)`` (points) and units.
+    others : mapping of label to xarray.Dataset, optional
+        Other methods' results of the same task (``output_mean``, ``output_std`` on their own times),
+        drawn as dashed means with their bands in :data:`BASELINE_COLOUR`.
 
     Returns
     -------
     hv.Layout
-        One Overlay per output: band, mean, observations (if ``tasks``).
+        One Overlay per output: band, mean, the others' bands and means, observations (if ``tasks``);
+        a legend on the first panel when there are others.
     """
     time_dim = _time_dim(tasks)
     time = result["time"].values
@@ -306,11 +320,17 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         mean = result["output_mean"].isel(task=task, output=j).values
         std = result["output_std"].isel(task=task, output=j).values
         colour = PALETTE[j % len(PALETTE)]
-        layers = [_band(time, mean, std, time_dim, dim, colour, "posterior"), _mean(time, mean, time_dim, dim, colour, "posterior")]
+        layers = [_band(time, mean, std, time_dim, dim, colour, "DKLFM"), _mean(time, mean, time_dim, dim, colour, "DKLFM")]
+        for label, other in (others or {}).items():
+            other_mean = other["output_mean"].isel(task=task).sel(output=name).values
+            other_std = other["output_std"].isel(task=task).sel(output=name).values
+            other_time = other["time"].values
+            layers += [_band(other_time, other_mean, other_std, time_dim, dim, BASELINE_COLOUR, label),
+                       _opts(_mean(other_time, other_mean, time_dim, dim, BASELINE_COLOUR, label), line_dash="dashed")]
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
             layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
-        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=False), **SMALL))
+        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=bool(others) and j == 0), **SMALL))
     return hv.Layout(panels).cols(3)
 
 
@@ -431,36 +451,69 @@ def super_resolution_profiles(
     return hv.HoloMap(frames, kdims=[_time_dim(fine)])
 
 
-def training_curves(history: Sequence[Mapping]) -> hv.Layout:
-    """Training loss and validation latent MSE per epoch.
+def super_resolution_profile(result: xr.Dataset, task: int, fine: TaskSet | None = None, time_index: int = 0) -> hv.Overlay:
+    """The latent profile over space at one query time: the predicted mean, its 95% band and the truth (if ``fine``).
+
+    The y range is that of the whole task (all times), so moving between times keeps the scale.
+
+    Parameters
+    ----------
+    result : xarray.Dataset
+        ``latent_mean``, ``latent_std`` ``(task, space, time)``.
+    time_index : int
+        Position of the time on the result's ``time`` axis.
+    """
+    frames = super_resolution_profiles(result, task, fine)
+    key = float(result["time"].values[time_index])
+    return _opts(frames[key], title=f"latent profile over space at time {key:.3g}")
+
+
+def training_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> hv.Layout:
+    """Training loss and validation latent MSE per epoch, with reference levels on the latter.
 
     Parameters
     ----------
     history : sequence of dict
         ``TrainingProgress`` records as dicts, with ``epoch``, ``loss`` and
         ``validation_latent_mse`` (None or NaN when not measured).
+    references : mapping of str to float, optional
+        Labelled levels of the validation MSE drawn as dotted horizontal lines (the prior mean's 1,
+        another method's score).
 
     Returns
     -------
     hv.Layout
-        Two Overlays: the loss curve, and the validation MSE curve with its best
-        epoch marked (a point).  Both are empty before the first epoch.
+        Two Overlays: the loss curve (its y range from epoch 2 on, when there are more than two epochs, so
+        the first epoch's large loss does not flatten the rest), and the validation MSE curve with its best
+        epoch marked (a point) and one HLine per reference.  Both are empty before the first epoch.
     """
     epoch_dim = hv.Dimension("epoch")
     epochs = np.array([float(h["epoch"]) for h in history], dtype=float)
     loss = np.array([_number(h.get("loss")) for h in history], dtype=float)
     mse = np.array([_number(h.get("validation_latent_mse")) for h in history], dtype=float)
     loss_curve = _opts(hv.Curve((epochs, loss), kdims=[epoch_dim], vdims=["loss"], label="training loss"), color=MODEL_COLOUR, line_width=2)
+    loss_options = {}
+    later = loss[1:][np.isfinite(loss[1:])]
+    if later.size > 1:
+        low, high = _finite_range(later)
+        pad = 0.05 * (high - low)
+        loss_options["ylim"] = (low - pad, high + pad)
     keep = np.isfinite(mse)
     mse_dim = hv.Dimension("validation_latent_mse", label="validation latent MSE")
     mse_curve = _opts(hv.Curve((epochs[keep], mse[keep]), kdims=[epoch_dim], vdims=[mse_dim], label="validation"), color=OBSERVATION_COLOUR, line_width=2)
     best = [int(np.nanargmin(np.where(keep, mse, np.inf)))] if keep.any() else []
     best_point = _opts(hv.Scatter((epochs[best], mse[best]), kdims=[epoch_dim], vdims=[mse_dim], label="best"), color=TRUTH_COLOUR, size=9, marker="diamond")
+    layers = [mse_curve, best_point]
+    span = np.array([epochs.min(), epochs.max()]) if epochs.size else np.array([0.0, 1.0])
+    for k, (name, level) in enumerate((references or {}).items()):
+        line = hv.Curve((span, [float(level)] * 2), kdims=[epoch_dim], vdims=[mse_dim], label=f"{name}: {level:.2g}")
+        layers.append(_opts(line, color=REFERENCE_COLOURS[k % len(REFERENCE_COLOURS)], line_dash="dotted", line_width=2))
     size = dict(width=PLOT_WIDTH * 3 // 4, height=PLOT_HEIGHT * 3 // 4)
     return hv.Layout([
-        _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False), **size),
-        _opts(_frame(hv.Overlay([mse_curve, best_point]), "validation latent MSE (log scale)", logy=True,
-                     legend_position="top_right", yticks=LogTicker(mantissas=LOG_TICK_MANTISSAS)), **size),
+        _opts(_frame(hv.Overlay([loss_curve]), "training loss (NLL per point)", legend=False, **loss_options), **size),
+        _opts(_frame(hv.Overlay(layers), "validation latent MSE (standardised, log scale)", logy=True,
+                     legend_position="right", xlabel="epoch", ylabel="validation latent MSE",
+                     yticks=LogTicker(mantissas=LOG_TICK_MANTISSAS)), width=PLOT_WIDTH, height=size["height"]),
     ]).cols(2)
 
 

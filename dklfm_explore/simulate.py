@@ -8,6 +8,7 @@ by chunk into a :class:`~dklfm_explore.data.TaskSet` (in memory or a netCDF file
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .atomic import atomic_write
 from .data import TaskSet, open_taskset
 from .devices import resolve_device
 from .errors import CancelledError, InvalidInputError
@@ -160,6 +162,7 @@ def simulate(
     force_prior: ForcePrior | None = None,
     chunk_size: int | None = None,
     out: str | os.PathLike | None = None,
+    overwrite: bool = True,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> TaskSet:
@@ -182,7 +185,10 @@ def simulate(
     device, dtype :
         Where and in which precision to solve; results are stored as float64.
     out : path, optional
-        Write to this netCDF file chunk by chunk and return it opened lazily.
+        Write to this netCDF file chunk by chunk and return it opened lazily.  The file appears
+        complete or not at all (:func:`~dklfm_explore.atomic.atomic_write`).
+    overwrite : bool
+        ``False``: refuse to replace an existing ``out``, also one another run creates meanwhile.
     progress : callable ``(done, total)``, optional
     cancel : callable ``() -> bool``, optional
         Polled between chunks; when it returns True nothing is kept.
@@ -219,27 +225,29 @@ def simulate(
         SPEC_ATTR: spec.to_json(),
         "package_version": package_version(),
     }
-    writer = _ChunkWriter(Path(out), n_tasks, attrs) if out is not None else None
     chunks = []
-    try:
-        for index, start in enumerate(range(0, n_tasks, spec.chunk_size)):
-            if cancel is not None and cancel():
-                raise CancelledError(f"Simulation cancelled after {start} of {n_tasks} tasks; nothing was kept.")
-            count = min(spec.chunk_size, n_tasks - start)
-            batch = simulator.draw(count, stream_generator(spec.seed, index))
-            dataset = _to_dataset(batch, simulator.mesh, simulator.output_names, start, attrs, system)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, overwrite=overwrite) if out is not None else nullcontext() as partial:
+        writer = _ChunkWriter(partial, n_tasks, attrs) if partial is not None else None
+        try:
+            for index, start in enumerate(range(0, n_tasks, spec.chunk_size)):
+                if cancel is not None and cancel():
+                    raise CancelledError(f"Simulation cancelled after {start} of {n_tasks} tasks; nothing was kept.")
+                count = min(spec.chunk_size, n_tasks - start)
+                batch = simulator.draw(count, stream_generator(spec.seed, index))
+                dataset = _to_dataset(batch, simulator.mesh, simulator.output_names, start, attrs, system)
+                if writer is not None:
+                    writer.write(dataset, start)
+                else:
+                    chunks.append(dataset)
+                if progress is not None:
+                    progress(start + count, n_tasks)
+        finally:
             if writer is not None:
-                writer.write(dataset, start)
-            else:
-                chunks.append(dataset)
-            if progress is not None:
-                progress(start + count, n_tasks)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is not None:
-        return open_taskset(writer.finish())
+                writer.close()
+    if out is not None:
+        return open_taskset(out)
     dataset = xr.concat(chunks, dim="task", data_vars="minimal", coords="minimal", compat="override", combine_attrs="override") if len(chunks) > 1 else chunks[0]
     return TaskSet(dataset)
 
@@ -276,16 +284,14 @@ def _to_dataset(batch: SimulatedTasks, mesh: Mesh, names, start: int, attrs: dic
 
 
 class _ChunkWriter:
-    """Write chunks of tasks into one netCDF file, atomically (a partial file is removed on failure)."""
+    """Write chunks of tasks into one netCDF file (the temporary file of an atomic write)."""
 
     def __init__(self, path: Path, n_tasks: int, attrs: dict):
         self.path, self.n_tasks, self.attrs = path, n_tasks, attrs
-        self.partial = path.with_name(path.name + ".partial")
         self.file = None
 
     def _create(self, dataset: xr.Dataset) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = h5netcdf.File(self.partial, "w")
+        handle = h5netcdf.File(self.path, "w")
         sizes = dict(dataset.sizes)
         sizes["task"] = self.n_tasks
         handle.dimensions = sizes
@@ -315,13 +321,6 @@ class _ChunkWriter:
             if "task" in variable.dims:
                 self.file.variables[name][start:stop] = variable.values
 
-    def finish(self) -> Path:
-        self.file.close()
-        os.replace(self.partial, self.path)
-        return self.path
-
-    def abort(self) -> None:
+    def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self.partial.exists():
-            self.partial.unlink()

@@ -39,6 +39,8 @@ VALIDATION_TASKS = {1: 512, 2: 64}
 """Default validation set of a spec by mesh dimension (see :class:`~dklfm_explore.config.TrainingConfig`)."""
 STREAM_BLOCK_TASKS = 1024
 """Tasks read from a streamed file at once (the file's chunk): the batches of an epoch come from one block at a time."""
+SIMULATION_BLOCK_TASKS = 256
+"""Tasks simulated at once when training from a spec (measured in benchmarks/simulate_vs_step.md)."""
 STREAMED_VALIDATION_CAP = 4096
 """Most validation tasks held out of a streamed task set (they are kept in memory)."""
 
@@ -82,17 +84,29 @@ class _Streamed:
 
 
 class _Simulated:
-    """Fresh tasks from the simulator for every step; an epoch is ``epoch_tasks`` of them."""
+    """Fresh tasks from the simulator for every step; an epoch is ``epoch_tasks`` of them.
+
+    Tasks are simulated :data:`SIMULATION_BLOCK_TASKS` at a time (a batched ODE solve costs
+    nearly the same for 16 tasks as for 256) and each is used in exactly one step.
+    """
 
     def __init__(self, simulator: BatchSimulator, normaliser: Normaliser, batch_size: int, epoch_tasks: int, seed: int):
         self.simulator, self.normaliser, self.batch_size = simulator, normaliser, batch_size
         self.steps_per_epoch = math.ceil(epoch_tasks / batch_size)
         self.generator = stream_generator(seed, TRAINING_STREAM)
+        self.block = max(batch_size, SIMULATION_BLOCK_TASKS // batch_size * batch_size)
+        self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.position = 0
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for _ in range(self.steps_per_epoch):
-            batch = self.simulator.draw(self.batch_size, self.generator)
-            yield self.normaliser.transform_y(batch.y), self.normaliser.transform_f(batch.f)
+            if self.pending is None or self.position >= self.pending[0].shape[0]:
+                batch = self.simulator.draw(self.block, self.generator)
+                self.pending = (self.normaliser.transform_y(batch.y), self.normaliser.transform_f(batch.f))
+                self.position = 0
+            rows = slice(self.position, self.position + self.batch_size)
+            self.position += self.batch_size
+            yield self.pending[0][rows], self.pending[1][rows]
 
 
 @dataclass

@@ -217,8 +217,11 @@ class TrainedModel:
         joined = tuple(torch.cat([getattr(p, name) for p in parts]) for name in ("latent_mean", "latent_var", "output_mean", "output_var"))
         return joined, elapsed_ms
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint (weights, configs, normaliser, verdict, provenance), atomically."""
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+        """Write a checkpoint (weights, configs, normaliser, verdict, provenance), atomically.
+
+        ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
+        """
         payload = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
             "package_version": package_version(),
@@ -235,7 +238,7 @@ class TrainedModel:
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "provenance": self.provenance,
         }
-        return write_checkpoint(payload, path)
+        return write_checkpoint(payload, path, overwrite=overwrite)
 
 
 def load_model(path: str | os.PathLike, device=None) -> TrainedModel:

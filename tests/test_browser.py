@@ -1,18 +1,16 @@
 """The served dashboard driven in headless Chromium (Playwright), fully offline."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from dklfm_explore.measurements import example_csv
+from dklfm_explore.io import example_csv
 
 pytestmark = pytest.mark.browser
 
 SHOTS = Path(__file__).resolve().parents[1] / "test-results"
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")
-HAS_MODEL = importlib.util.find_spec("dklfm_explore.train") is not None
 LOAD_TIMEOUT_MS = 60_000
 """First page load: imports before the page answers, then the preview, default task set and model once connected."""
 TRAIN_TIMEOUT_MS = 90_000
@@ -86,14 +84,11 @@ def test_generate_train_and_infer(app):
     generate(app, "transcription-linear", 30)
     app.wait_for_timeout(500)
     app.screenshot(path=str(SHOTS / "task_set.png"), full_page=True)
-    if not HAS_MODEL:
-        tab(app, "Inference")
-        expect(app.get_by_text("No trained model yet")).to_be_visible()
-        pytest.skip("the model branch is not merged yet: stopped after generating")
     train(app, 2)
+    expect(app.get_by_text("The new model is in use: the previous one is for transcription.")).to_be_visible()
     app.screenshot(path=str(SHOTS / "training.png"), full_page=True)
     tab(app, "Inference")
-    expect(app.get_by_text("DKLFM: latent MSE")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=30_000)
     expect(app.locator(".bk-Canvas canvas").last).to_be_visible()
     app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "inference.png"), full_page=True)
@@ -104,22 +99,19 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     good.write_text(example_csv("transcription"))
     bad = tmp_path / "bad.csv"
     bad.write_text("when,what\n1,2\n")
-    if HAS_MODEL:
-        generate(app, "transcription", 30)
-        train(app, 1)
     tab(app, "Your data")
     upload = app.locator('input[type="file"][accept=".csv,.nc"]')
     upload.set_input_files(good)
     expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=20_000)
-    if HAS_MODEL:
-        expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
-        app.wait_for_timeout(1000)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
+    app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "your_data.png"), full_page=True)
     upload.set_input_files(bad)
     expect(app.get_by_text("bad.csv has no 'time' column")).to_be_visible(timeout=20_000)
     app.screenshot(path=str(SHOTS / "bad_upload.png"), full_page=True)
     upload.set_input_files(good)
     expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
     tab(app, "System")
     app.locator("select").first.select_option("reaction-diffusion")
     expect(app.get_by_text("Reaction–diffusion (gap genes).")).to_be_visible(timeout=20_000)
@@ -139,3 +131,33 @@ def test_bundled_p53_data_with_the_bundled_model(app):
     expect(app.locator(".bk-Canvas")).to_have_count(7, timeout=30_000)  # all series, one series, five outputs
     expect(app.get_by_text("An internal error occurred")).to_have_count(0)
     app.screenshot(path=str(SHOTS / "p53.png"), full_page=True)
+
+
+def test_switch_system_then_every_tab_says_so_and_one_click_aligns(app):
+    app.locator("select").first.select_option("transcription-linear")
+    expect(app.get_by_text("Transcriptional regulation (linear).")).to_be_visible(timeout=20_000)
+    for name in ("Task set", "Training", "Inference", "Extrapolation", "Super-resolution", "Your data", "System"):
+        tab(app, name)
+        expect(app.get_by_text("but the task set and the tabs are of")).to_be_visible(timeout=20_000)
+    app.screenshot(path=str(SHOTS / "system_mismatch.png"), full_page=True)
+    app.get_by_role("button", name="Generate transcription-linear tasks").click()
+    expect(app.get_by_text("but the task set and the tabs are of")).to_have_count(0, timeout=30_000)
+    tab(app, "Task set")
+    expect(app.get_by_text("Generated 200 tasks of transcription-linear")).to_be_visible(timeout=30_000)
+    tab(app, "Inference")
+    expect(app.get_by_text("The model in use is for")).to_be_visible(timeout=20_000)
+    expect(app.get_by_role("button", name="Train a model for transcription-linear")).to_be_visible()
+
+
+def test_train_then_revert_to_the_bundled_model(app):
+    tab(app, "Training")
+    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=30_000)
+    set_number(app, "time limit (s)", 3)
+    train(app, 2)
+    expect(app.get_by_text("The new model is kept in the list but not used")).to_be_visible()
+    expect(app.get_by_text("#1 (in use)")).to_be_visible()
+    app.get_by_role("button", name="Use #2").click()
+    expect(app.get_by_text("#2 (in use)")).to_be_visible(timeout=20_000)
+    app.screenshot(path=str(SHOTS / "model_list.png"), full_page=True)
+    app.get_by_role("button", name="Use #1").click()
+    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=20_000)

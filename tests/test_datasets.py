@@ -12,7 +12,7 @@ import xarray as xr
 
 from dklfm_explore.datasets import DATA_DIR, DATASETS, get_dataset, load_dataset, load_p53, write_p53_csvs
 from dklfm_explore.errors import UnknownNameError
-from dklfm_explore.measurements import load_measurements
+from dklfm_explore.io import load_measurements
 from dklfm_explore.systems import P53_GENES, SYSTEMS
 
 SHARED = Path("/work/shared/data/p53_barenco")
@@ -27,7 +27,7 @@ HOURS_HALF_GY = [0, 2, 4, 6, 8, 10, 12, 16, 20]
 
 
 def value(tasks, name, replicate, gene, hour):
-    return float(tasks.dataset[name].sel(task=replicate, output=gene, time=hour))
+    return float(tasks.dataset[name].sel(task=str(replicate), output=gene, time=hour))
 
 
 def test_5gy_shape_coordinates_and_units():
@@ -36,7 +36,7 @@ def test_5gy_shape_coordinates_and_units():
     assert tasks.dataset["y"].shape == (3, 5, 7)
     assert tasks.dataset["y_se"].shape == (3, 5, 7)
     assert tasks.output_names == list(P53_GENES) == ["DDB2", "BIK", "DR5", "p21", "SESN1"]
-    assert tasks.dataset["task"].values.tolist() == [1, 2, 3]
+    assert tasks.dataset["task"].values.tolist() == ["1", "2", "3"]
     assert tasks.time.tolist() == HOURS_5GY
     assert tasks.dataset["gene_symbol"].values.tolist() == ["DDB2", "BIK", "TNFRSF10B", "CDKN1A", "SESN1"]
     attrs = tasks.dataset.attrs
@@ -62,7 +62,7 @@ def test_5gy_pinned_values_from_the_rhvdm_extraction():
 def test_half_gy_shape_and_pinned_values():
     tasks = load_p53("0.5Gy")
     assert tasks.dataset["y"].shape == (1, 5, 9)
-    assert tasks.dataset["task"].values.tolist() == [1]
+    assert tasks.dataset["task"].values.tolist() == ["1"]
     assert tasks.time.tolist() == HOURS_HALF_GY
     assert value(tasks, "y", 1, "DDB2", 20) == 598.1
     assert value(tasks, "y_se", 1, "DDB2", 20) == 33.9257939146926

@@ -107,7 +107,8 @@ def test_output_posteriors_one_panel_per_output(genes):
     band, mean, points = layout[1].values()
     assert isinstance(points, hv.Scatter)
     assert len(points) == genes.n_time - 5
-    assert mean.vdims[0].label == "BIK"
+    assert mean.vdims[0].pprint_label == "mRNA (a.u.)"  # the unit alone: the title names the output
+    assert layout[1].opts.get().kwargs["title"] == "BIK"
 
 
 def test_extrapolation_shades_training_window(genes):
@@ -182,6 +183,43 @@ def test_training_curves_empty_history():
     loss, validation = plots.training_curves([])
     assert len(loss.values()[0]) == 0
     assert len(validation.values()[1]) == 0
+
+
+def test_training_curves_draw_reference_levels_and_skip_the_first_loss_in_the_range():
+    history = [{"epoch": k, "loss": loss, "validation_latent_mse": 0.5 / k} for k, loss in enumerate([50.0, 2.0, 1.0, 1.5], start=1)]
+    loss, validation = plots.training_curves(history, references={"prior mean": 1.0, "per-task LFM": 0.11})
+    assert loss.opts.get().kwargs["ylim"] == pytest.approx((1.0 - 0.05, 2.0 + 0.05))
+    curve, best, prior, per_task = validation.values()
+    assert prior.dimension_values(1).tolist() == [1.0, 1.0] and prior.dimension_values(0).tolist() == [1.0, 4.0]
+    assert per_task.label == "per-task LFM: 0.11"
+
+
+def test_plots_leave_the_mouse_wheel_to_the_page(genes):
+    result = result_from_truth(genes)
+    for plot in (plots.latent_posterior(result, 0, genes), plots.training_curves([]).values()[0]):
+        assert plot.opts.get().kwargs["active_tools"] == ["pan"]
+
+
+def test_axis_labels_do_not_repeat_a_unit_equal_to_the_name(field):
+    image = plots.sample_tasks(field, 1).values()[0]
+    assert [d.pprint_label for d in image.kdims] == ["time", "space"]
+
+
+def test_output_posteriors_draw_another_method_beside(genes):
+    result = result_from_truth(genes)
+    other = result.assign(output_mean=result["output_mean"] + 1.0)
+    first = plots.output_posteriors(result, 0, genes, others={"per-task LFM": other}).values()[0]
+    band, mean, other_band, other_mean, points = first.values()
+    np.testing.assert_allclose(other_mean.dimension_values(1), mean.dimension_values(1) + 1.0)
+    assert other_mean.label == "per-task LFM" and first.opts.get().kwargs["show_legend"]
+
+
+def test_super_resolution_profile_at_one_time(field):
+    result = result_from_truth(field)
+    profile = plots.super_resolution_profile(result, 1, field, 4)
+    band, mean, truth = profile.values()
+    np.testing.assert_allclose(mean.dimension_values(1), field.dataset["f"].isel(task=1, time=4).values + OFFSET)
+    assert profile.opts.get().kwargs["title"] == f"latent profile over space at time {field.dataset['time'].values[4]:.3g}"
 
 
 def test_plots_render_with_bokeh(genes, field):

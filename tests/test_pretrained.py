@@ -8,7 +8,7 @@ import pytest
 from dklfm_explore import simulate
 from dklfm_explore.cli import main as cli
 from dklfm_explore.datasets import PRETRAINED_MODELS, load_p53, load_pretrained
-from dklfm_explore.measurements import pool_replicates
+from dklfm_explore.io import pool_replicates
 from dklfm_explore.metrics import latent_metrics
 from dklfm_explore.trained import load_model
 

@@ -1,6 +1,5 @@
 """Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
 
-import importlib.util
 import logging
 import sys
 
@@ -11,7 +10,8 @@ import xarray as xr
 
 from dklfm_explore import simulate
 from dklfm_explore.ui import Explorer, explorer
-from dklfm_explore.ui.base import INTERNAL_ERROR, Section, Session
+from dklfm_explore.ui.base import INTERNAL_ERROR, Section
+from dklfm_explore.ui.session import Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
 from dklfm_explore.ui.training import TrainingView
@@ -20,8 +20,6 @@ from dklfm_explore.ui.upload import YourDataView, result_table
 
 JOB_TIMEOUT_S = 60
 """Background jobs in these tests take well under a second; the limit only stops a hung test."""
-
-needs_model = pytest.mark.skipif(importlib.util.find_spec("dklfm_explore.train") is None, reason="the model branch is not merged yet")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +37,10 @@ def test_explorer_opens_on_a_default_task_set(app):
     assert isinstance(app.system._preview_pane.object, hv.Layout)
 
 
-def test_inference_without_model_offers_training(app):
-    if app.session.model is not None:
-        pytest.skip("a bundled model is present")
+def test_inference_without_model_offers_training():
+    app = Explorer()
+    app.session.model = None
+    app.show("Inference")
     assert app.inference._needs_model.visible
     assert "train a model (up to 60 s on CPU)" in app.inference._needs_model[0].object
     assert app.inference.result is None
@@ -67,7 +66,7 @@ def test_settings_are_generated_from_parameter_specs():
     assert settings.diffusion == (0.001, 0.1)
     assert settings.space_lengthscale == (0.1, 0.4)
     assert (settings.n_space, settings.n_points) == (21, 21)
-    assert settings.simulate_kwargs()["grid"] == (21, 21)
+    assert settings.spec().grid == (21, 21)
     assert "space_lengthscale" in settings.visible_names()
     assert "period" not in settings.visible_names()
     settings.kernel = "periodic"
@@ -78,7 +77,7 @@ def test_per_output_ranges_scale_each_outputs_typical_value():
     settings = settings_for("transcription")
     assert settings.decay_rate == (0.6, 1.4)
     settings.decay_rate = (1.0, 2.0)
-    low, high = settings.simulate_kwargs()["parameter_ranges"]["decay_rate"]
+    low, high = settings.spec().parameter_ranges["decay_rate"]
     typical = np.array([0.2829, 0.3720, 0.3617, 0.8, 0.3573])
     np.testing.assert_allclose(low, typical, rtol=1e-6)
     np.testing.assert_allclose(high, 2 * typical, rtol=1e-6)
@@ -127,7 +126,7 @@ def make_taskset_view(system="transcription-linear", n_tasks=30):
 def test_generate_runs_in_background_and_splits():
     session, view = make_taskset_view(n_tasks=30)
     seen = []
-    view.param.watch(lambda event: seen.append(event.new), "progress")
+    view.controls.param.watch(lambda event: seen.append(event.new), "progress")
     view.generate()
     view.job.join(JOB_TIMEOUT_S)
     assert not view.running
@@ -227,7 +226,6 @@ def test_importing_the_package_does_not_load_panel():
     assert out == ["False", "False"]
 
 
-@needs_model
 def test_train_then_infer_a_test_task_with_exact_baseline():
     app = Explorer()
     app.show("Inference")
@@ -239,11 +237,13 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
     app.training.job.join(JOB_TIMEOUT_S)
     assert app.session.model is not None, app.training.message
     assert len(app.training.history) >= 1
+    app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None
     assert app.inference.result["latent_mean"].dims == ("task", "time")
     assert isinstance(app.inference._latent.object, hv.Overlay)
     assert "latent MSE" in app.inference._metrics.object
     app.inference.baseline = True
+    app.inference.first_job.join(JOB_TIMEOUT_S)
     app.inference.job.join(JOB_TIMEOUT_S)
     assert app.inference.baseline_result is not None, app.inference.message
     assert isinstance(app.inference._latent.object, hv.Layout) and len(app.inference._latent.object) == 2
@@ -255,19 +255,27 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
 
 
 def test_upload_reads_measurements_and_asks_for_a_model(app):
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
     assert view.tasks.n_tasks == 2 and view.tasks.output_names == list(app.session.train_tasks.output_names)
     assert view.tasks.has_latent
-    if app.session.model is None:
-        assert "train a model" in view._needs_model[0].object
-        assert view.result is None and view.download_csv.disabled
+
+
+def test_upload_without_a_model_asks_for_one():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    app.session.model = None
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert "train a model" in view._needs_model[0].object
+    assert view.result is None and view.download_csv.disabled
 
 
 def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     view = app.your_data
     view.upload.filename = "bad.csv"
@@ -285,9 +293,8 @@ def test_bundled_p53_data_loads(app):
     assert app.your_data.message_kind == "success"
 
 
-@needs_model
 def test_upload_example_then_bad_file():
-    from dklfm_explore.measurements import example_csv
+    from dklfm_explore.io import example_csv
 
     app = Explorer()
     app.system.settings.n_tasks = 40
@@ -321,7 +328,6 @@ def trained_app(system, n_tasks=30, epochs=1, **settings):
     return app
 
 
-@needs_model
 def test_extrapolation_view_queries_beyond_the_trained_window():
     app = trained_app("transcription-linear")
     view = app.extrapolation
@@ -338,7 +344,6 @@ def test_extrapolation_view_queries_beyond_the_trained_window():
     assert "task 2" in view._plot.object.opts.get().kwargs["title"]
 
 
-@needs_model
 def test_super_resolution_view_infers_on_the_fine_grid():
     app = trained_app("reaction-diffusion", n_space=9, n_points=9)
     view = app.super_resolution
@@ -347,7 +352,15 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert (view.coarse.n_space, view.coarse.n_time) == (9, 9)
     assert dict(view.result["latent_mean"].sizes) == {"task": 3, "space": 17, "time": 17}
     assert len(view._grids.object) == 5
-    assert len(view._profiles.object) == 17
+    assert view._time_widget.visible and view._time_widget.end == 16
+    first = view._profiles.object
+    view._time_widget.value = 16
+    assert view.time_index == 16
+    title = view._profiles.object.opts.get().kwargs["title"]
+    assert title == f"latent profile over space at time {view.result['time'].values[16]:.3g}"
+    curve = view._profiles.object.Curve.DKLFM
+    np.testing.assert_allclose(curve.dimension_values(1), view.result["latent_mean"].isel(task=0, time=16).values)
+    assert first is not view._profiles.object
 
 
 def test_refine_mesh_splits_each_interval_and_keeps_the_mesh():
@@ -427,9 +440,8 @@ def test_bundled_p53_data_is_inferred_with_the_bundled_model(app):
     assert view._summary.object.startswith("Inferred the p53 activity of 3 series: ")
 
 
+@needs_bundled
 def test_bundled_model_opens_the_inference_view():
-    if not bundled_model_present():
-        pytest.skip("no bundled transcription model in this checkout")
     app = Explorer()
     assert app.session.model.system_name == "transcription"
     assert "bundled pretrained model" in app.session.model_origin
@@ -437,4 +449,168 @@ def test_bundled_model_opens_the_inference_view():
     app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None and not app.inference._needs_model.visible
     assert len(app.training.history) == len(app.session.model.history) > 0
-    assert "stopped: early-stopping" in app.training._status.object
+    assert "stopped: early stopping" in app.training._status.object
+
+
+def test_a_worse_model_is_kept_but_not_used_and_one_click_reverts():
+    app = Explorer()
+    bundled = app.session.model
+    app.system.settings.n_tasks = 40
+    app.taskset.generate_now()
+    app.training.param.update(epochs=1, max_seconds=5)
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    first, second = app.session.models
+    assert first.model is bundled and second.model is not bundled
+    new, old = app.session.evaluation(second), app.session.evaluation(first)
+    assert new.n_tasks == old.n_tasks == app.session.test_tasks.n_tasks == 4
+    # one epoch on 36 tasks against 512 tasks trained to early stopping: the new model scores worse
+    assert new.latent_mse > old.latent_mse
+    assert app.session.model is bundled
+    assert "kept in the list but not used" in app.training.message
+    app.session.choose(second)
+    assert app.session.model is second.model and "trained here" in app.session.model_origin
+    app.session.choose(first)
+    assert app.session.model is bundled
+
+
+def test_a_better_model_replaces_the_current_one_and_says_why():
+    session = Session()
+    tasks = simulate("transcription-linear", 12, seed=0)
+    train, test = split_tasks(tasks)
+    session.use_tasks(tasks, train, test, None)
+
+    class Constant:
+        """A model that predicts the force ``offset`` away from the truth, with unit std."""
+
+        system_name = "transcription-linear"
+
+        def __init__(self, offset):
+            self.offset = offset
+            self.normaliser = type("N", (), {"f_mean": 0.0, "f_std": 1.0})()
+
+        def infer(self, one):
+            f = one.dataset["f"]
+            return xr.Dataset({"latent_mean": f + self.offset, "latent_std": xr.ones_like(f)})
+
+    assert "first model" in session.add_model(Constant(1.0), "one")
+    message = session.add_model(Constant(0.5), "two")
+    assert session.model.offset == 0.5 and "0.25 beats 1" in message
+    assert session.evaluation(session.models[1]).latent_mse == pytest.approx(0.25)
+    assert "does not beat" in session.add_model(Constant(2.0), "three")
+    assert session.model.offset == 0.5 and len(session.models) == 3
+
+
+def test_evaluation_verdict_against_the_prior_mean():
+    from dklfm_explore.ui.session import Evaluation
+
+    learned = Evaluation(latent_mse=0.1, latent_mse_se=0.02, prior_mse=1.0, coverage95=0.95, n_tasks=20)
+    assert learned.learned and learned.message.startswith("learned: latent MSE 0.1") and "10.0x better" in learned.message
+    assert not Evaluation(0.9, 0.05, 1.0, 0.9, 20).learned
+    assert not Evaluation(0.4, 0.4, 1.0, 0.9, 20).learned  # 0.4 + 2 x 0.4 is above the prior mean's 1
+
+
+def test_switching_the_system_shows_one_banner_on_every_tab_and_its_action_aligns():
+    app = Explorer()
+    assert all(banner.text == "" for banner in app.banners.values())
+    app.system.system = "transcription-linear"
+    texts = {banner.text for banner in app.banners.values()}
+    assert texts == {"The sidebar shows **transcription-linear**, but the task set and the tabs are of **transcription**."}
+    app.system.settings.n_tasks = 20
+    app.align()
+    app.taskset.job.join(JOB_TIMEOUT_S)
+    assert app.session.tasks.system_name == "transcription-linear" and app.session.spec.system == "transcription-linear"
+    text = app.banners["Inference"].text
+    assert text == "The model in use is for **transcription**, the task set is of **transcription-linear**."
+    assert app.banners["Inference"]._button.label == "Train a model for transcription-linear"
+    app.system.settings.noise_level = 0.2
+    assert app.banners["Training"].text == "The settings in the sidebar differ from those that made the task set."
+
+
+def test_train_for_the_uploaded_data_system_trains_on_that_system():
+    app = Explorer()
+    app.training.param.update(epochs=1, max_seconds=5)
+    app.system.settings.n_tasks = 20
+    app.train_for("transcription-linear")
+    app.taskset.job.join(JOB_TIMEOUT_S)
+    app.training.job.join(JOB_TIMEOUT_S)
+    assert app.session.tasks.system_name == "transcription-linear"
+    assert app.session.models[-1].system_name == "transcription-linear"
+    assert app.session.model.system_name == "transcription-linear"  # the bundled model is for another system
+
+
+def test_views_simulate_from_the_session_spec_not_the_sidebar():
+    app = Explorer()
+    app.show("Extrapolation")
+    app.extrapolation.first_job.join(JOB_TIMEOUT_S)
+    before = app.extrapolation.tasks.dataset["y"].values
+    app.system.settings.noise_level = 0.5
+    app.extrapolation.run()
+    np.testing.assert_array_equal(app.extrapolation.tasks.dataset["y"].values, before)
+    assert app.extrapolation.tasks.system_name == "transcription"
+
+
+def test_an_empty_upload_clears_the_previous_result_and_error():
+    from dklfm_explore.measurements import example_csv
+
+    app = Explorer()
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.result is not None and not view.download_csv.disabled
+    view.upload.filename = "bad.csv"
+    view.upload.value = b"when,what\n1,2\n"
+    assert "bad.csv" in view.message
+    view.upload.filename = "empty.csv"
+    view.upload.value = b""
+    assert view.message == "empty.csv is empty; upload a CSV with a header row and one row per measured point."
+    assert view.result is None and view.tasks is None and view.download_csv.disabled
+    assert view._latent.object is None and view._summary.object == ""
+
+
+def test_a_system_registered_after_import_appears_in_the_selector():
+    from dklfm_explore.systems import SYSTEMS, get_system, register_system
+
+    base = type(get_system("transcription-linear"))
+    custom = type("Custom", (base,), {"name": "custom-after-import"})
+    register_system(custom)
+    try:
+        assert "custom-after-import" in SystemView(Session(), preview=False).param.system.objects
+    finally:
+        SYSTEMS.pop("custom-after-import")
+
+
+def test_timed_infer_reports_the_first_call_apart():
+    from dklfm_explore.ui.inference import TIMING_REPEATS, timed_infer
+
+    calls = []
+
+    class Slow:
+        def infer(self, tasks):
+            import time
+
+            time.sleep(0.05 if not calls else 0.005)
+            calls.append(1)
+            return "result"
+
+    tasks = simulate("transcription-linear", 2, seed=0)
+    result, first, median = timed_infer(Slow(), tasks)
+    assert result == "result" and len(calls) == 1 + TIMING_REPEATS
+    # per task (2 tasks): the 50 ms first call is 25 ms, the later 5 ms calls 2.5 ms; sleep overshoots by under ~2 ms
+    assert 25 <= first < 30 and 2.5 <= median < 4
+
+
+def test_result_table_names_units_and_download_names_the_source():
+    time = np.linspace(0, 1, 2)
+    result = xr.Dataset(
+        {"latent_mean": (("task", "time"), [[1 / 3, 2.0]]), "latent_std": (("task", "time"), [[1.0, 1.0]]),
+         "output_mean": (("task", "output", "time"), [[[1.0, 2.0]]]), "output_std": (("task", "output", "time"), [[[0.5, 0.5]]])},
+        coords={"task": [0], "output": ["a"], "time": time},
+    )
+    table = result_table(result, {"time": "h", "latent": "", "output": "a.u."})
+    assert list(table.columns) == ["task", "time [h]", "latent_mean", "latent_std", "a_mean [a.u.]", "a_std [a.u.]"]
+    app = Explorer()
+    app.your_data.load_p53()
+    text = app.your_data._csv_bytes().getvalue().decode()
+    assert app.your_data.download_csv.filename == "latent_force_the_bundled_p53_data_5_Gy_transcription.csv"
+    assert text.splitlines()[0].startswith("task,time [h],")
+    assert max(len(cell) for line in text.splitlines()[1:] for cell in line.split(",")) <= 12  # 6 significant digits

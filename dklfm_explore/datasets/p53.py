@@ -18,7 +18,7 @@ import xarray as xr
 
 from ..data import TaskSet
 from ..errors import UnknownNameError
-from ..measurements import measurements_to_csv
+from ..io import measurements_to_csv
 from ..systems import P53_GENES
 from .registry import DATA_DIR, BundledDataset, register_dataset
 
@@ -70,7 +70,7 @@ def load_p53(dose: str = "5Gy", *, genes: Sequence[str] = P53_GENES) -> TaskSet:
     TaskSet
         ``y : (task, output, time)``, MAS5 signal on a linear scale, and
         ``y_se : (task, output, time)``, the standard deviation of each value's
-        technical measurement error.  ``task`` holds the replicate numbers,
+        technical measurement error.  ``task`` holds the replicate labels as in a CSV (``"1"``, ...),
         ``time`` is in hours; the ``output`` dimension also carries the
         coordinates ``probe`` and ``gene_symbol``.  The attrs give the citation
         and the provenance.
@@ -148,7 +148,7 @@ def _read(dose: str) -> xr.Dataset:
             "y_se": (("task", "output", "time"), se, {"long_name": "measurement error (standard deviation)", "units": OUTPUT_UNIT}),
         },
         coords={
-            "task": np.array(replicates, dtype=np.int64),
+            "task": np.array([str(replicate) for replicate in replicates]),
             "output": list(P53_GENES),
             "time": np.array(times),
             "probe": ("output", [P53_PROBES[gene][0] for gene in P53_GENES]),

@@ -18,7 +18,7 @@ from .lotka_volterra import LotkaVolterra
 from .mesh import space_time_mesh, time_mesh
 from .ode import ODESystem, PiecewiseLinearForce
 from .reaction_diffusion import ReactionDiffusion
-from .transcription import P53_GENES, P53_KINETICS, LinearTranscription, Transcription
+from .transcription import P53_GENE_ALIASES, P53_GENES, P53_KINETICS, LinearTranscription, Transcription
 
 __all__ = [
     "SYSTEMS",
@@ -41,5 +41,6 @@ __all__ = [
     "LotkaVolterra",
     "ReactionDiffusion",
     "P53_GENES",
+    "P53_GENE_ALIASES",
     "P53_KINETICS",
 ]

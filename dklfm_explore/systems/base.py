@@ -180,6 +180,9 @@ class System:
     force_prior : ForcePrior
     output_names : tuple of str
         Names of the observed outputs (the ``output`` coordinate).
+    output_aliases : dict
+        Other names an output goes by, ``{output name: (alias, ...)}`` (a gene's official symbol and
+        common names); measurements that name an output so are matched to it, without regard to case.
     time_range : (float, float)
         Default simulation window.
     default_points : int
@@ -203,6 +206,7 @@ class System:
     parameters: ClassVar[tuple[ParameterSpec, ...]] = ()
     force_prior: ClassVar[ForcePrior] = ForcePrior()
     output_names: ClassVar[tuple[str, ...]] = ("y",)
+    output_aliases: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     time_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     default_points: ClassVar[int] = 50
     space_range: ClassVar[tuple[float, float] | None] = None

@@ -10,10 +10,19 @@ from torch.nn.functional import softplus
 from .base import ForcePrior, ParameterSpec, register_system
 from .ode import ODESystem
 
-__all__ = ["Transcription", "LinearTranscription", "P53_GENES", "P53_KINETICS"]
+__all__ = ["Transcription", "LinearTranscription", "P53_GENES", "P53_GENE_ALIASES", "P53_KINETICS"]
 
 P53_GENES = ("DDB2", "BIK", "DR5", "p21", "SESN1")
 """Target genes of the p53 network, in the order of Barenco et al. (2006)."""
+
+P53_GENE_ALIASES = {
+    "DDB2": ("XPE", "UV-DDB2"),
+    "BIK": ("NBK", "BP4", "BIP1"),
+    "DR5": ("TNFRSF10B", "TRAIL-R2", "TRAILR2", "KILLER", "TRICK2", "CD262"),
+    "p21": ("CDKN1A", "CIP1", "WAF1", "p21CIP1", "p21WAF1", "SDI1", "CAP20"),
+    "SESN1": ("PA26", "SEST1"),
+}
+"""Other names of the p53 targets: the HGNC symbol where it differs (TNFRSF10B, CDKN1A), then common names."""
 
 P53_KINETICS = {
     "basal_rate": (0.0649, 0.0069, 0.0181, 0.0033, 0.0869),
@@ -66,6 +75,7 @@ class Transcription(ODESystem):
     parameters = _kinetic_parameters()
     force_prior = ForcePrior(kernel="rbf", lengthscale=(1.5, 4.0), variance=1.0, mean=0.0)
     output_names = P53_GENES
+    output_aliases = P53_GENE_ALIASES
     time_range = (0.0, 12.0)
     default_points = 30
     noise_level = 0.1

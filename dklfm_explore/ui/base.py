@@ -13,25 +13,13 @@ from panel.io.state import set_curdoc
 from tornado.ioloop import IOLoop
 
 from ..errors import DKLFMError
+from .session import Session
 
-__all__ = ["Section", "Session", "BackgroundJob", "INTERNAL_ERROR"]
+__all__ = ["Section", "BackgroundJob", "JobControls", "Banner", "INTERNAL_ERROR", "eta_text"]
 
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "An internal error occurred; the details are in the server log."
-
-
-class Session(param.Parameterized):
-    """The state one page load works on: the current task set, its split and the model.
-
-    Every browser session builds its own (see :func:`dklfm_explore.ui.explorer`).
-    """
-
-    tasks = param.Parameter(default=None, doc="The current TaskSet (all tasks).")
-    train_tasks = param.Parameter(default=None, doc="Tasks the model is trained on.")
-    test_tasks = param.Parameter(default=None, doc="Held-out tasks for inference.")
-    model = param.Parameter(default=None, doc="The current TrainedModel, or None.")
-    model_origin = param.String(default="", doc="Where the model came from (trained here, bundled, loaded).")
 
 
 class Section(pn.viewable.Viewer):
@@ -41,12 +29,12 @@ class Section(pn.viewable.Viewer):
     anything else is logged with its traceback and shows :data:`INTERNAL_ERROR`.
     """
 
+    session = param.ClassSelector(class_=Session, doc="The page's state, which the section reads and changes.")
     message = param.String(default="", doc="Shown above the section; empty hides it.")
     message_kind = param.Selector(default="info", objects=["info", "success", "warning", "danger"])
 
     def __init__(self, session: Session, **params):
-        self.session = session
-        super().__init__(**params)
+        super().__init__(session=session, **params)
         self._alert = pn.pane.Alert(visible=False, margin=(5, 10), sizing_mode="stretch_width")
         self.param.watch(self._show_message, ["message", "message_kind"])
 
@@ -155,3 +143,66 @@ def eta_text(seconds: float | None) -> str:
     return f"ETA {minutes} min {rest:02d} s" if minutes else f"ETA {rest} s"
 
 
+
+
+class JobControls(pn.viewable.Viewer):
+    """Start / stop buttons and a progress bar over one :class:`BackgroundJob` of a section.
+
+    The section sets :attr:`running` and :attr:`progress`; Stop cancels the job.
+    """
+
+    running = param.Boolean(default=False, doc="Whether the job is under way.")
+    progress = param.Integer(default=0, bounds=(0, 100), doc="Percent done.")
+
+    def __init__(self, job: BackgroundJob, start: Callable[[], None], *, start_label: str, stop_label: str, **params):
+        super().__init__(**params)
+        self.job = job
+        self.start_button = pn.widgets.Button(label=start_label, color="primary")
+        self.stop_button = pn.widgets.Button(label=stop_label, color="warning", disabled=True)
+        self.start_button.on_click(lambda _: start())
+        self.stop_button.on_click(lambda _: job.cancel())
+        self._bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="primary")
+        self.param.watch(self._show, ["running", "progress"])
+
+    def _show(self, *_):
+        self.start_button.disabled = self.running
+        self.stop_button.disabled = not self.running
+        self._bar.visible = self.running
+        self._bar.value = self.progress
+
+    def __panel__(self):
+        return pn.Column(pn.Row(self.start_button, self.stop_button), self._bar, sizing_mode="stretch_width")
+
+
+class Banner(pn.viewable.Viewer):
+    """One line and one button shown on every tab while the session's parts disagree.
+
+    ``check()`` returns ``(text, button label, action)`` when they disagree, else None; the banner
+    asks again whenever the session's spec, sidebar spec, task set or model change.
+    """
+
+    def __init__(self, session: Session, check: Callable[[], tuple[str, str, Callable[[], None]] | None], **params):
+        super().__init__(**params)
+        self.session = session
+        self._check = check
+        self._action: Callable[[], None] | None = None
+        self._text = pn.pane.Markdown(sizing_mode="stretch_width", margin=(0, 10))
+        self._button = pn.widgets.Button(color="warning", align="center")
+        self._button.on_click(lambda _: self._action and self._action())
+        self._row = pn.Row(self._text, self._button, visible=False, sizing_mode="stretch_width",
+                           styles={"background": "#fff3cd", "border": "1px solid #ffe69c", "border-radius": "4px"})
+        session.param.watch(self.refresh, ["spec", "sidebar_spec", "tasks", "model"])
+        self.refresh()
+
+    def refresh(self, *_):
+        found = self._check()
+        self._row.visible = found is not None
+        if found is not None:
+            self._text.object, self._button.label, self._action = found
+
+    @property
+    def text(self) -> str:
+        return self._text.object if self._row.visible else ""
+
+    def __panel__(self):
+        return self._row

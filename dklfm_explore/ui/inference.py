@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time as clock
 import warnings
 
 from typing import Any, Callable
@@ -9,18 +11,35 @@ from typing import Any, Callable
 import numpy as np
 import panel as pn
 import param
-import torch
 
 from .. import plots
 from ..data import TaskSet
-from ..metrics import task_latent_mse
+from ..metrics import latent_metrics, task_latent_mse
 from ..errors import ExtrapolationWarning
-from ..simulate import simulate
-from .base import BackgroundJob, Section, Session
-from .system import SystemView
-from .training import TrainingView
+from .base import BackgroundJob, Section
+from .session import Session, simulate_spec
+from .training import STANDARDISED_HELP, TrainingView
 
-__all__ = ["InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse", "refine_mesh", "baseline_for", "EXACT_BASELINE_SYSTEMS"]
+__all__ = ["ModelSection", "ResultSection", "InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse",
+           "refine_mesh", "baseline_for", "timed_infer", "EXACT_BASELINE_SYSTEMS", "TIMING_REPEATS"]
+
+TIMING_REPEATS = 5
+"""Inference is timed as the median of this many calls after a first (warm-up) call, whose cost is reported apart."""
+NO_SPEC = ("The task set has no simulation settings (it was loaded from a file without them), so fresh tasks like it "
+           "cannot be simulated; generate a task set on the 'Task set' tab.")
+
+
+def timed_infer(model, tasks: TaskSet, repeats: int = TIMING_REPEATS, **query):
+    """``(result, first call ms per task, median ms per task of ``repeats`` later calls)`` of ``model.infer(tasks, **query)``."""
+    started = clock.perf_counter()
+    result = model.infer(tasks, **query)
+    first = (clock.perf_counter() - started) * 1e3 / tasks.n_tasks
+    times = []
+    for _ in range(repeats):
+        started = clock.perf_counter()
+        model.infer(tasks, **query)
+        times.append((clock.perf_counter() - started) * 1e3 / tasks.n_tasks)
+    return result, first, statistics.median(times)
 
 EXACT_BASELINE_SYSTEMS = ("transcription-linear", "reaction-diffusion")
 """Systems whose latent force model is linear, so the exact LFM posterior exists; the others get the per-task LFM."""
@@ -50,14 +69,20 @@ def latent_mse(result, tasks: TaskSet, task: int = 0, scale: float = 1.0) -> flo
     return task_latent_mse(result, tasks.dataset["f"], task, scale)
 
 
-class _ModelSection(Section):
-    """A section that needs a trained model compatible with some tasks."""
+class ModelSection(Section):
+    """A section that needs a trained model compatible with some tasks.
+
+    Its "Train a model" button calls :attr:`train_for` with the system the tasks need (the dashboard
+    brings the task set in line first); on its own the section trains on the session's training tasks.
+    """
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, **params)
         self.training = training
+        self.needed_system: str | None = None
+        self.train_for: Callable[[str | None], None] = lambda system: self.training.train()
         self._train_here = pn.widgets.Button(label="Train a model", color="primary")
-        self._train_here.on_click(lambda _: self.training.train())
+        self._train_here.on_click(lambda _: self.train_for(self.needed_system))
         self._needs_model = pn.Row(pn.pane.Markdown(sizing_mode="stretch_width"), self._train_here, visible=False, sizing_mode="stretch_width")
 
     def model_for(self, tasks: TaskSet | None):
@@ -70,18 +95,21 @@ class _ModelSection(Section):
             reason = f"No trained model yet: train a model ({self.training.time_hint()})."
         elif tasks.system_name and model.system_name != tasks.system_name:
             reason = (f"The model was trained on *{model.system_name}* but the tasks are *{tasks.system_name}*: "
-                      f"train a model ({self.training.time_hint()}) on this task set.")
+                      f"train a model for {tasks.system_name} ({self.training.time_hint()}).")
+        self.needed_system = tasks.system_name if tasks is not None else None
         self._needs_model[0].object = reason
         self._needs_model.visible = bool(reason)
         return None if reason else model
 
 
-class _ResultSection(_ModelSection):
+class ResultSection(ModelSection):
     """A model section with one result, computed in two steps.
 
-    :meth:`prepare` (UI thread: read settings and model) returns a computation, whose outcome
-    :meth:`apply` (UI thread) keeps and draws.  A section built with ``shown=False`` (a tab not
-    on screen yet) defers that work until :meth:`show`, which runs the computation on a worker thread.
+    :meth:`prepare` (UI thread: read the session and settings) returns a computation, whose outcome
+    :meth:`apply` (UI thread) keeps and draws.  :meth:`refresh` runs the computation on a worker thread
+    with the result panes greyed out meanwhile; a refresh started later wins, so a drag of a slider never
+    leaves an older result under a newer label.  A section built with ``shown=False`` (a tab not on
+    screen yet) defers that work until :meth:`show`.
     """
 
     shown = param.Boolean(default=True, doc="Whether the section has been on screen (hidden ones defer their work).")
@@ -90,6 +118,11 @@ class _ResultSection(_ModelSection):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
         self.first_job = BackgroundJob(self)
+        self._generation = 0
+
+    def result_panes(self) -> list:
+        """The panes greyed out while a result is recomputed."""
+        return []
 
     def prepare(self) -> Callable[[], Any] | None:
         """On the UI thread: read the settings and return the computation of the section's result (None if it cannot run)."""
@@ -100,47 +133,85 @@ class _ResultSection(_ModelSection):
         raise NotImplementedError
 
     def run(self) -> None:
-        """Compute and draw the section's result on this thread (what its button does)."""
+        """Compute and draw the section's result on this thread (notebooks and tests)."""
+        self._generation += 1
         compute = self.guard(self.prepare)
         if compute is not None:
             self.guard(lambda: self.apply(compute()))
+
+    def refresh(self) -> None:
+        """Recompute the result on a worker thread (deferred while the section has not been shown)."""
+        if not self.shown:
+            return
+        self._generation += 1
+        generation = self._generation
+        compute = self.guard(self.prepare)
+        if compute is None:
+            return
+        self.say(self.WORKING)
+        for pane in self.result_panes():
+            pane.loading = True
+        job = self.first_job = BackgroundJob(self)
+
+        def done(outcome):
+            if generation == self._generation:
+                self.say("")
+                self.apply(outcome)
+
+        def finished():
+            if generation == self._generation:
+                for pane in self.result_panes():
+                    pane.loading = False
+
+        job.start(lambda report, cancelled: compute(), on_progress=lambda _: None, on_done=done, on_finally=finished)
 
     def show(self) -> None:
         """The section is on screen: if it has no result yet, compute it on a worker thread and draw it."""
         if self.shown and (self.result is not None or self.first_job.running):
             return
         self.shown = True
-        compute = self.guard(self.prepare)
-        if compute is None:
-            return
-        self.say(self.WORKING)
-        self.first_job.start(lambda report, cancelled: compute(), on_progress=lambda _: None, on_done=self._first_done, on_finally=lambda: None)
-
-    def _first_done(self, outcome) -> None:
-        self.say("")
-        self.apply(outcome)
+        self.refresh()
 
 
-class InferenceView(_ResultSection):
-    """Infer the latent force of a held-out test task; optionally the exact-LFM baseline beside it."""
+class InferenceView(ResultSection):
+    """Infer the latent force of a held-out test task; optionally a baseline beside it; a summary over all test tasks."""
 
     task = param.Integer(default=0, bounds=(0, None), label="test task", doc="Which held-out task to infer.")
     baseline = param.Boolean(default=False, label="baseline beside it", doc="Also run the exact LFM (linear systems) or the per-task LFM (slow, seconds per task).")
     result = param.Parameter(default=None, doc="The DKLFM result for the shown task.")
     baseline_result = param.Parameter(default=None, doc="The baseline result for the shown task, or None.")
+    summary = param.List(default=[], doc="Rows of the summary over all test tasks: dicts of method, latent_mse, coverage95, ms_per_task.")
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
-        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, sizing_mode="stretch_width")
+        self._task_widget = pn.widgets.IntSlider(label=self.param.task.label, start=0, end=1, value=0, sizing_mode="stretch_width")
+        self._task_widget.param.watch(lambda event: setattr(self, "task", event.new), "value_throttled")
         self._baseline_widget = pn.widgets.Checkbox.from_param(self.param.baseline)
         self.job = BackgroundJob(self)
+        self.summary_job = BackgroundJob(self)
+        self._summary_button = pn.widgets.Button(label="Summary over all test tasks", color="light")
+        self._summary_button.on_click(lambda _: self.summarise())
+        self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self.param.watch(lambda _: self.refresh(), ["task", "baseline"])
+        self.param.watch(self._on_task, "task")
+        self.param.watch(lambda _: self.refresh(), "baseline")
         session.param.watch(self._on_tasks, ["test_tasks"])
-        session.param.watch(lambda _: self.refresh(), ["model"])
+        session.param.watch(lambda _: self._new_model(), ["model"])
         self._on_tasks()
+
+    def result_panes(self) -> list:
+        return [self._latent, self._outputs, self._metrics]
+
+    def _on_task(self, *_):
+        self._task_widget.value = self.task
+        self.refresh()
+
+    def _new_model(self):
+        self.summary = []
+        self._summary.object = ""
+        self.refresh()
 
     def _on_tasks(self, *_):
         test = self.session.test_tasks
@@ -148,6 +219,8 @@ class InferenceView(_ResultSection):
         self._task_widget.end = max(top, 1)
         self._task_widget.disabled = top == 0
         self.param.task.bounds = (0, top)
+        self.summary = []
+        self._summary.object = ""
         if self.task > top:
             self.task = 0
         else:
@@ -157,11 +230,6 @@ class InferenceView(_ResultSection):
 
     WORKING = "Inferring the held-out task..."
 
-    def refresh(self) -> None:
-        """Infer the shown task with the current model (and baseline) and redraw (deferred while hidden)."""
-        if self.shown:
-            self.run()
-
     def prepare(self):
         test = self.session.test_tasks
         model = self.model_for(test)
@@ -170,73 +238,115 @@ class InferenceView(_ResultSection):
             self._latent.object = self._outputs.object = None
             self._metrics.object = ""
             return None
-        one = test.isel([self.task])
-        return lambda: (one, model.infer(one))
+        task = self.task
+        one = test.isel([task])
+        return lambda: (task, one, timed_infer(model, one))
 
     def apply(self, outcome) -> None:
-        one, self.result = outcome
+        task, one, (self.result, self.first_ms, self.median_ms) = outcome
         self.baseline_result = None
-        self._draw(one)
+        self._draw(task, one)
         if self.baseline and one.system_name:
-            self._run_baseline(one)
+            self._run_baseline(task, one)
 
-    def _run_baseline(self, one: TaskSet) -> None:
+    def _run_baseline(self, task: int, one: TaskSet) -> None:
         label, name = baseline_for(one.system_name)
-        self.say(f"Running the {label} on task {self.task}...")
-        task = self.task
+        self.say(f"Running the {label} on task {task}...")
+        generation = self._generation
 
         def work(report, cancelled):
             from ..model.baselines import get_baseline
 
-            return get_baseline(name)(one)
+            started = clock.perf_counter()
+            result = get_baseline(name)(one)
+            return result, (clock.perf_counter() - started) * 1e3
 
-        def done(result):
-            if task == self.task and self.result is not None:
-                self.baseline_result = result
-                self._draw(one)
+        def done(outcome):
+            if generation == self._generation and self.result is not None:
+                self.baseline_result, self.baseline_ms = outcome
+                self._draw(task, one)
             self.say("")
 
         self.job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: None)
 
-    def _draw(self, one: TaskSet) -> None:
+    def _draw(self, task: int, one: TaskSet) -> None:
         scale = self.session.model.normaliser.f_std
-        lines = [f"**DKLFM**: latent MSE {latent_mse(self.result, one, 0, scale):.4g} (standardised), inference {self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms"]
+        lines = [f"**DKLFM** on test task {task}: standardised latent MSE {latent_mse(self.result, one, 0, scale):.3g}; "
+                 f"inference {self.median_ms:.1f} ms per task (median of {TIMING_REPEATS} calls; the first call took {self.first_ms:.1f} ms)"]
         label = baseline_for(one.system_name)[0]
         if self.baseline_result is not None:
-            lines.append(f"**{label}**: latent MSE {latent_mse(self.baseline_result, one, 0, scale):.4g}, "
-                         f"inference {self.baseline_result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms")
+            lines.append(f"**{label}**: standardised latent MSE {latent_mse(self.baseline_result, one, 0, scale):.3g}; "
+                         f"{self.baseline_ms:.0f} ms for this task (one call, fit included)")
         self._metrics.object = "  \n".join(lines)
         if one.is_spatial:
             self._latent.object = plots.super_resolution(self.result, 0, one, one)
             self._outputs.object = None
             return
-        latent = plots.latent_posterior(self.result, 0, one, title="DKLFM: latent force posterior")
+        latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})")
+        others = {}
         if self.baseline_result is not None:
-            latent = latent + plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior")
+            latent = latent + plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior (test task {task})")
+            others = {label: self.baseline_result}
         self._latent.object = latent
-        self._outputs.object = plots.output_posteriors(self.result, 0, one)
+        self._outputs.object = plots.output_posteriors(self.result, 0, one, others=others)
+
+    def summarise(self) -> None:
+        """Infer every test task with the DKLFM (batched) and the baseline (one at a time) on a worker thread; a table of both."""
+        test = self.session.test_tasks
+        model = self.model_for(test)
+        if model is None or self.summary_job.running:
+            return
+        if not test.has_latent:
+            self.say("The test tasks have no known latent force to score against.", "warning")
+            return
+        label, name = baseline_for(test.system_name)
+        self.say(f"Inferring all {test.n_tasks} test tasks with the DKLFM and the {label}...")
+        self._summary_button.disabled = True
+        scale = model.normaliser.f_std
+
+        def work(report, cancelled):
+            from ..model.baselines import get_baseline
+
+            result, first, median = timed_infer(model, test)
+            rows = [dict(method="DKLFM", ms_per_task=median, **latent_metrics(result, test.dataset["f"], scale))]
+            started = clock.perf_counter()
+            baseline = get_baseline(name)(test)
+            ms = (clock.perf_counter() - started) * 1e3 / test.n_tasks
+            rows.append(dict(method=label, ms_per_task=ms, **latent_metrics(baseline, test.dataset["f"], scale)))
+            return rows
+
+        def done(rows):
+            self.summary = rows
+            header = f"**All {test.n_tasks} test tasks** (standardised latent MSE: 1 = the prior mean's level)\n\n| method | latent MSE | 95% coverage | ms per task |\n|---|---|---|---|\n"
+            body = "\n".join(f"| {r['method']} | {r['latent_mse']:.3g} | {r['coverage95']:.2f} | {r['ms_per_task']:.1f} |" for r in rows)
+            self._summary.object = header + body
+            self.say("")
+
+        def finished():
+            self._summary_button.disabled = False
+
+        self.summary_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
 
     def __panel__(self):
         return pn.Column(
             self._alert, self._needs_model,
-            pn.Row(self._task_widget, self._baseline_widget, sizing_mode="stretch_width"),
-            self._metrics, self._latent,
-            pn.pane.Markdown("**Outputs**: posterior mean, 95% band and the observations."),
+            pn.Row(self._task_widget, self._baseline_widget, self._summary_button, sizing_mode="stretch_width"),
+            self._metrics, self._summary, self._latent,
+            pn.pane.Markdown(f"**Outputs**: posterior mean, 95% band and the observations. {STANDARDISED_HELP}"),
             self._outputs, sizing_mode="stretch_width",
         )
 
 
-class ExtrapolationView(_ResultSection):
+class ExtrapolationView(ResultSection):
     """Observe fresh tasks over the trained window only and infer their force beyond it."""
 
     factor = param.Number(default=EXTRAPOLATION_FACTOR, bounds=(1.0, 4.0), step=0.1, label="query window (x trained length)")
     task = param.Integer(default=0, bounds=(0, EXTRAPOLATION_TASKS - 1), label="task")
 
-    def __init__(self, session: Session, training: TrainingView, system: SystemView, **params):
+    def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
-        self.system = system
         self._run = pn.widgets.Button(label="Extrapolate", color="primary")
-        self._run.on_click(lambda _: self.run())
+        self._run.on_click(lambda _: self.refresh())
         self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
         self.tasks = self.observed = self.result = None
@@ -253,15 +363,17 @@ class ExtrapolationView(_ResultSection):
         model = self.model_for(tasks)
         if model is None:
             return None
+        spec = self.session.spec
+        if spec is None:
+            self.say(NO_SPEC, "warning")
+            return None
         start, stop = float(tasks.time[0]), float(tasks.time[-1])
         step = (stop - start) / (tasks.n_time - 1)
         n_intervals = int(round((tasks.n_time - 1) * self.factor))
-        kwargs = self.system.settings.simulate_kwargs()
-        kwargs.update(n_points=n_intervals + 1, t_range=(start, start + n_intervals * step), seed=kwargs["seed"] + FRESH_SEED_OFFSET)
-        name = tasks.system_name
+        changes = dict(n_points=n_intervals + 1, time=None, t_range=(start, start + n_intervals * step), seed=spec.seed + FRESH_SEED_OFFSET)
 
         def compute():
-            wide = simulate(name, EXTRAPOLATION_TASKS, **kwargs)
+            wide = simulate_spec(spec, EXTRAPOLATION_TASKS, **changes)
             observed = wide.window(start, stop + step / 2)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ExtrapolationWarning)
@@ -270,6 +382,9 @@ class ExtrapolationView(_ResultSection):
             return wide, observed, result, (start, stop), note
 
         return compute
+
+    def result_panes(self) -> list:
+        return [self._plot, self._metrics]
 
     def apply(self, outcome) -> None:
         self.tasks, self.observed, self.result, self.window, note = outcome
@@ -313,7 +428,7 @@ TIME_HELP = (f"Fresh tasks are simulated on a time mesh {TIME_SUPER_RESOLUTION_F
              "drawn against the truth simulated there.")
 
 
-class SuperResolutionView(_ResultSection):
+class SuperResolutionView(ResultSection):
     """Observe fresh tasks on the coarse training mesh and infer their force on a finer one.
 
     Space x time systems: a grid :data:`SUPER_RESOLUTION_FACTOR` x finer in space and time.
@@ -321,19 +436,21 @@ class SuperResolutionView(_ResultSection):
     """
 
     task = param.Integer(default=0, bounds=(0, SUPER_RESOLUTION_TASKS - 1), label="task")
+    time_index = param.Integer(default=0, bounds=(0, None), label="time step of the profile", doc="Which fine-grid time the profile over space shows.")
     WORKING = "Simulating fresh tasks on the fine mesh and inferring them..."
 
-    def __init__(self, session: Session, training: TrainingView, system: SystemView, **params):
+    def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
-        self.system = system
         self._run = pn.widgets.Button(label="Infer on the fine mesh", color="primary", align="end")
-        self._run.on_click(lambda _: self.run())
+        self._run.on_click(lambda _: self.refresh())
+        self._time_widget = pn.widgets.IntSlider(label=self.param.time_index.label, start=0, end=1, value=0, visible=False, sizing_mode="stretch_width")
+        self._time_widget.param.watch(lambda event: setattr(self, "time_index", event.new), "value")
         self._help = pn.pane.Markdown(sizing_mode="stretch_width")
         self._grids = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._detail_title = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._profiles = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False, widget_location="top")
+        self._profiles = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self.fine = self.coarse = self.result = None
-        self.param.watch(lambda _: self._draw(), "task")
+        self.param.watch(lambda _: self._draw(), ["task", "time_index"])
         session.param.watch(self._on_tasks, "tasks")
         self._on_tasks()
 
@@ -347,16 +464,17 @@ class SuperResolutionView(_ResultSection):
         model = self.model_for(tasks)
         if model is None:
             return None
-        kwargs = self.system.settings.simulate_kwargs()
-        kwargs["seed"] += FRESH_SEED_OFFSET
-        kwargs.pop("n_points", None)
-        name = tasks.system_name
+        spec = self.session.spec
+        if spec is None:
+            self.say(NO_SPEC, "warning")
+            return None
+        seed = spec.seed + FRESH_SEED_OFFSET
         if tasks.is_spatial:
             factor = SUPER_RESOLUTION_FACTOR
-            kwargs["grid"] = ((tasks.n_space - 1) * factor + 1, (tasks.n_time - 1) * factor + 1)
+            grid = ((tasks.n_space - 1) * factor + 1, (tasks.n_time - 1) * factor + 1)
 
             def compute():
-                fine = simulate(name, SUPER_RESOLUTION_TASKS, **kwargs)
+                fine = simulate_spec(spec, SUPER_RESOLUTION_TASKS, grid=grid, seed=seed)
                 coarse = fine.coarsen(time=factor, space=factor)
                 return fine, coarse, model.infer(coarse, time=fine.dataset["time"].values, space=fine.dataset["space"].values)
 
@@ -365,11 +483,14 @@ class SuperResolutionView(_ResultSection):
         dense = refine_mesh(observed_time, TIME_SUPER_RESOLUTION_FACTOR)
 
         def compute():
-            fine = simulate(name, SUPER_RESOLUTION_TASKS, time=torch.as_tensor(dense), **kwargs)
+            fine = simulate_spec(spec, SUPER_RESOLUTION_TASKS, n_points=None, time=tuple(dense.tolist()), seed=seed)
             coarse = fine.select_mesh(time=observed_time)
             return fine, coarse, model.infer(coarse, time=dense)
 
         return compute
+
+    def result_panes(self) -> list:
+        return [self._grids, self._profiles]
 
     def apply(self, outcome) -> None:
         self.fine, self.coarse, self.result = outcome
@@ -382,10 +503,15 @@ class SuperResolutionView(_ResultSection):
     def _draw(self):
         if self.result is None:
             return
+        self._time_widget.visible = self.fine.is_spatial
         if self.fine.is_spatial:
+            n_time = self.result.sizes["time"]
+            self._time_widget.end = n_time - 1
+            self.param.time_index.bounds = (0, n_time - 1)
+            index = min(self.time_index, n_time - 1)
             self._grids.object = plots.super_resolution(self.result, self.task, self.coarse, self.fine)
-            self._detail_title.object = "**Profiles over space** (move the time slider):"
-            self._profiles.object = plots.super_resolution_profiles(self.result, self.task, self.fine)
+            self._detail_title.object = "**Profile over space** at one time (move the time slider above it):"
+            self._profiles.object = plots.super_resolution_profile(self.result, self.task, self.fine, index)
             return
         shown = TaskSet(self.fine.dataset.assign(y=self.coarse.dataset["y"].reindex(time=self.fine.dataset["time"])))
         self._grids.object = plots.latent_posterior(
@@ -399,5 +525,5 @@ class SuperResolutionView(_ResultSection):
         return pn.Column(
             self._alert, self._needs_model, self._help,
             pn.Row(pn.widgets.IntSlider.from_param(self.param.task), self._run),
-            self._grids, self._detail_title, self._profiles, sizing_mode="stretch_width",
+            self._grids, self._detail_title, self._time_widget, self._profiles, sizing_mode="stretch_width",
         )

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 import panel as pn
 import param
 
 from .. import plots
-from ..simulate import simulate
 from ..systems import SYSTEMS, System, get_system
-from .base import Section, Session
+from .base import Section
+from .session import Session, SimulationSpec, simulate_spec
 
-__all__ = ["SimulationSettings", "SystemView", "settings_for"]
+__all__ = ["SimulationSettings", "SystemView", "settings_for", "plain_symbol"]
+
+GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "sigma": "σ", "theta": "θ", "kappa": "κ"}
+"""LaTeX Greek letters written in the widget labels as the letters themselves."""
+
+
+def plain_symbol(symbol: str) -> str:
+    """A LaTeX symbol as plain text for a widget label: a Greek letter's command becomes the letter (``\\lambda`` -> λ)."""
+    return re.sub(r"\\([A-Za-z]+)", lambda m: GREEK.get(m.group(1), m.group(1)), symbol)
 
 PREVIEW_TASKS = 3
 """Tasks drawn for the live preview: enough to see the variety, fast enough to redraw on every change."""
@@ -63,8 +73,8 @@ class SimulationSettings(param.Parameterized):
             names.append("space_lengthscale")
         return names + ["variance", "mean"] + [spec.name for spec in self.kinetic]
 
-    def simulate_kwargs(self) -> dict:
-        """Keyword arguments for :func:`dklfm_explore.simulate` (without ``n_tasks``)."""
+    def spec(self) -> SimulationSpec:
+        """The :class:`SimulationSpec` these settings describe (the number of tasks apart)."""
         system = get_system(self.system_name)
         prior = system.force_prior.with_(
             kernel=self.kernel,
@@ -82,12 +92,9 @@ class SimulationSettings(param.Parameterized):
                 ranges[spec.name] = (tuple(low * t for t in typical), tuple(high * t for t in typical))
             else:
                 ranges[spec.name] = (low, high)
-        kwargs = dict(seed=self.seed, noise_level=self.noise_level, parameter_ranges=ranges, force_prior=prior)
-        if system.is_spatial:
-            kwargs["grid"] = (self.n_space, self.n_points)
-        else:
-            kwargs["n_points"] = self.n_points
-        return kwargs
+        mesh = dict(grid=(self.n_space, self.n_points)) if system.is_spatial else dict(n_points=self.n_points)
+        return SimulationSpec(system=self.system_name, seed=self.seed, noise_level=self.noise_level,
+                              parameter_ranges=ranges, force_prior=prior, **mesh)
 
 
 def _as_tuple(value) -> tuple:
@@ -105,13 +112,13 @@ def settings_for(system: System | str) -> SimulationSettings:
                        round(max(_as_tuple(spec.high)[k] / typical[k] for k in range(len(typical))), 3))
             extra[spec.name] = param.Range(
                 default=default, bounds=PER_OUTPUT_SCALE_BOUNDS, step=0.01,
-                label=f"{spec.name.replace('_', ' ')} {spec.symbol} (x typical)",
+                label=f"{spec.name.replace('_', ' ')} {plain_symbol(spec.symbol)} (x typical)",
                 doc=f"{spec.doc} [{spec.unit}], per output, as a multiple of its typical value",
             )
         else:
             extra[spec.name] = param.Range(
                 default=(spec.low, spec.high), bounds=_slider_bounds(spec.low, spec.high),
-                label=f"{spec.name.replace('_', ' ')} {spec.symbol}", doc=f"{spec.doc} [{spec.unit}]",
+                label=f"{spec.name.replace('_', ' ')} {plain_symbol(spec.symbol)} [{spec.unit}]", doc=f"{spec.doc} [{spec.unit}]",
             )
     prior = system.force_prior
     for name in ("lengthscale", "period", "space_lengthscale"):
@@ -144,6 +151,7 @@ class SystemView(Section):
 
     def __init__(self, session: Session, *, preview: bool = True, **params):
         super().__init__(session, **params)
+        self.param.system.objects = list(SYSTEMS)
         self._previewing = preview
         self._settings_watcher = None
         self._system_select = pn.widgets.Select.from_param(self.param.system, name="System", sizing_mode="stretch_width")
@@ -195,8 +203,9 @@ class SystemView(Section):
         self._previewing = True
 
         def run():
-            kwargs = self.settings.simulate_kwargs()
-            self.preview = simulate(self.system, PREVIEW_TASKS, **kwargs)
+            spec = self.settings.spec()
+            self.session.sidebar_spec = spec
+            self.preview = simulate_spec(spec, PREVIEW_TASKS)
             self._preview_pane.object = plots.sample_tasks(self.preview, PREVIEW_TASKS)
             self.say("")
         self.guard(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import panel as pn
 import param
@@ -12,8 +13,8 @@ import param
 from .. import plots
 from ..data import TaskSet, open_taskset
 from ..errors import InvalidInputError
-from ..simulate import simulate
-from .base import BackgroundJob, Section, Session
+from .base import BackgroundJob, JobControls, Section
+from .session import Session, simulate_spec
 from .system import SystemView
 
 __all__ = ["TaskSetView", "split_tasks"]
@@ -39,66 +40,65 @@ def split_tasks(tasks: TaskSet) -> tuple[TaskSet, TaskSet]:
 class TaskSetView(Section):
     """Generate the task set with the system's settings, or save / load it."""
 
-    progress = param.Integer(default=0, bounds=(0, 100), doc="Percent of the tasks simulated.")
-    running = param.Boolean(default=False, doc="Whether a simulation is under way.")
-
     def __init__(self, session: Session, system: SystemView, **params):
         super().__init__(session, **params)
         self.system = system
         self.job = BackgroundJob(self)
-        self.generate_button = pn.widgets.Button(label="Generate task set", color="primary")
-        self.cancel_button = pn.widgets.Button(label="Cancel", color="warning", disabled=True)
-        self.generate_button.on_click(lambda _: self.generate())
-        self.cancel_button.on_click(lambda _: self.job.cancel())
-        self._progress = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="primary")
+        self.controls = JobControls(self.job, self.generate, start_label="Generate task set", stop_label="Cancel")
+        self.generate_button, self.cancel_button = self.controls.start_button, self.controls.stop_button
         self.download = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="tasks.nc", label="Save task set (netCDF)", color="light")
         self.upload = pn.widgets.FileInput(accept=".nc", multiple=False)
         self.upload.param.watch(self._on_upload, "value")
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self.param.watch(self._on_running, ["running", "progress"])
         session.param.watch(self._draw, "tasks")
 
-    def _on_running(self, *_):
-        self.generate_button.disabled = self.running
-        self.cancel_button.disabled = not self.running
-        self._progress.visible = self.running
-        self._progress.value = self.progress
+    @property
+    def running(self) -> bool:
+        return self.controls.running
 
     def generate_now(self) -> None:
         """Simulate the task set on this thread (used for the fast default at start)."""
-        self.guard(lambda: self.use(simulate(self.system.system, self.system.settings.n_tasks, **self.system.settings.simulate_kwargs())))
+        def run():
+            spec = self.system.settings.spec()
+            self.use(simulate_spec(spec, self.system.settings.n_tasks), spec)
+        self.guard(run)
 
-    def generate(self) -> None:
-        """Simulate the task set on a worker thread, reporting progress; Cancel keeps nothing."""
+    def generate(self, then: Callable[[], None] | None = None) -> None:
+        """Simulate the task set on a worker thread, reporting progress; Cancel keeps nothing; ``then()`` runs after success."""
         if self.job.running:
             return
-        name, settings = self.system.system, self.system.settings
-        kwargs, n_tasks = settings.simulate_kwargs(), settings.n_tasks
-        self.say(f"Simulating {n_tasks} tasks of {name}...")
-        self.progress, self.running = 0, True
+        settings = self.system.settings
+        spec = self.guard(settings.spec)
+        if spec is None:
+            return
+        n_tasks = settings.n_tasks
+        self.say(f"Simulating {n_tasks} tasks of {spec.system}...")
+        self.controls.param.update(progress=0, running=True)
+        self._plot.loading = True
 
         def work(report, cancelled):
-            return simulate(name, n_tasks, chunk_size=PROGRESS_CHUNK, progress=lambda done, total: report(int(100 * done / total)), cancel=cancelled, **kwargs)
+            return simulate_spec(spec, n_tasks, chunk_size=PROGRESS_CHUNK, progress=lambda done, total: report(int(100 * done / total)), cancel=cancelled)
 
-        self.job.start(work, on_progress=self._set_progress, on_done=self._generated, on_finally=self._finished)
+        def done(tasks):
+            self.use(tasks, spec)
+            self.say(f"Generated {tasks.n_tasks} tasks of {tasks.system_name}.", "success")
+            if then is not None:
+                then()
+
+        self.job.start(work, on_progress=self._set_progress, on_done=done, on_finally=self._finished)
 
     def _set_progress(self, value: int) -> None:
-        self.progress = value
-
-    def _generated(self, tasks: TaskSet) -> None:
-        self.use(tasks)
-        self.say(f"Generated {tasks.n_tasks} tasks of {tasks.system_name}.", "success")
+        self.controls.progress = value
 
     def _finished(self) -> None:
-        self.running = False
+        self.controls.running = False
+        self._plot.loading = False
 
-    def use(self, tasks: TaskSet) -> None:
-        """Make ``tasks`` the session's task set and split it into training and test tasks."""
+    def use(self, tasks: TaskSet, spec=None) -> None:
+        """Make ``tasks`` (made by ``spec``; None when unknown) the session's task set, split into training and test tasks."""
         train, test = split_tasks(tasks)
-        with param.parameterized.batch_call_watchers(self.session):
-            self.session.train_tasks, self.session.test_tasks = train, test
-            self.session.tasks = tasks
+        self.session.use_tasks(tasks, train, test, spec)
 
     def _netcdf_bytes(self) -> io.BytesIO:
         tasks = self.session.tasks
@@ -118,7 +118,7 @@ class TaskSetView(Section):
             tasks = open_taskset(path, lazy=False)
         if not tasks.has_latent:
             raise InvalidInputError(f"{filename} has no latent force `f`; a task set for training needs it (upload measurements under 'Your data').")
-        self.use(tasks)
+        self.use(tasks, getattr(tasks, "spec", None))
         self.say(f"Loaded {tasks.n_tasks} tasks from {filename}.", "success")
         return tasks
 
@@ -138,8 +138,7 @@ class TaskSetView(Section):
     def __panel__(self):
         return pn.Column(
             self._alert,
-            pn.Row(self.generate_button, self.cancel_button),
-            self._progress,
+            self.controls,
             self._summary,
             self._plot,
             pn.layout.Divider(),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import panel as pn
@@ -14,9 +16,37 @@ import torch
 from .. import plots
 from ..datasets import PRETRAINED_MODELS
 from ..errors import InvalidInputError
-from .base import BackgroundJob, Section, Session, eta_text
+from .base import BackgroundJob, JobControls, Section, eta_text
+from .session import Session, verdict_of
 
-__all__ = ["TrainingView", "available_devices"]
+__all__ = ["TrainingView", "ModelList", "available_devices", "reference_levels", "STANDARDISED_HELP", "REASONS"]
+
+BENCHMARK_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "latest.json"
+"""The recorded benchmark (present in a checkout of the repository): its per-task and exact LFM rows give reference levels."""
+STANDARDISED_HELP = ("*Standardised latent MSE*: mean squared error of the inferred force divided by the variance of the "
+                     "force over the training tasks; 1 is what always predicting the mean force scores, 0 is perfect.")
+REASONS = {"completed": "all epochs done", "early-stopping": "early stopping", "time-limit": "time limit reached",
+           "cancelled": "stopped by you", "diverged": "diverged"}
+"""How the dashboard says why a training run stopped."""
+
+
+@lru_cache(maxsize=1)
+def _benchmark_rows() -> tuple:
+    try:
+        return tuple(json.loads(BENCHMARK_RESULTS.read_text())["rows"])
+    except (OSError, ValueError, KeyError):
+        return ()
+
+
+def reference_levels(system_name: str) -> dict[str, float]:
+    """Reference lines for a validation curve in standardised latent MSE: the prior mean (1) and, where the
+    recorded benchmark has them for this system, the per-task and exact LFMs' test latent MSE."""
+    levels = {"prior mean": 1.0}
+    labels = {"per-task-lfm": "per-task LFM (benchmark)", "exact-lfm": "exact LFM (benchmark)"}
+    for row in _benchmark_rows():
+        if row.get("family") == system_name and row.get("method") in labels:
+            levels[labels[row["method"]]] = float(row["latent_mse"])
+    return levels
 
 
 DEFAULT_MAX_SECONDS = 60
@@ -27,6 +57,46 @@ DEFAULT_EPOCHS = 30
 def available_devices() -> list[str]:
     """Devices this machine can train on: always ``cpu``, plus ``cuda`` when present."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class ModelList(pn.viewable.Viewer):
+    """The session's models, newest first, each with its verdict and a button that makes it the current one."""
+
+    def __init__(self, session: Session, **params):
+        super().__init__(**params)
+        self.session = session
+        self._rows = pn.Column(sizing_mode="stretch_width")
+        session.param.watch(self.refresh, ["models", "model", "test_tasks"])
+        self.refresh()
+
+    def refresh(self, *_):
+        rows = []
+        for number, entry in reversed(list(enumerate(self.session.models, start=1))):
+            current = entry.model is self.session.model
+            text, learned = describe(self.session, entry)
+            colour = {True: "#146c43", False: "#b02a37", None: "#555555"}[learned]
+            label = f"**#{number}{' (in use)' if current else ''}** {entry.origin}, *{entry.system_name}*: <span style='color:{colour}'>{text}</span>"
+            button = pn.widgets.Button(label="In use" if current else f"Use #{number}", disabled=current, width=90, align="center")
+            button.on_click(lambda _, entry=entry: self.session.choose(entry))
+            rows.append(pn.Row(button, pn.pane.Markdown(label, sizing_mode="stretch_width", margin=(0, 5)), sizing_mode="stretch_width"))
+        self._rows[:] = rows or [pn.pane.Markdown("No models yet.")]
+
+    def __panel__(self):
+        return pn.Column(pn.pane.Markdown("**Models of this session** (one click brings any back):"), self._rows, sizing_mode="stretch_width")
+
+
+def describe(session: Session, entry) -> tuple[str, bool | None]:
+    """``(verdict in words, learned or None when unknown)`` of a session's model."""
+    verdict = verdict_of(entry.model)
+    evaluation = session.evaluation(entry)
+    parts, learned = [], None
+    if verdict is not None:
+        parts.append(f"training verdict: {verdict.message}")
+        learned = bool(verdict.learned)
+    if evaluation is not None:
+        parts.append(f"on this task set: {evaluation.message}")
+        learned = evaluation.learned if learned is None else learned and evaluation.learned
+    return ("; ".join(parts) or "no verdict (the model has none and the held-out tasks are of another system)"), learned
 
 
 class TrainingView(Section):
@@ -42,8 +112,7 @@ class TrainingView(Section):
     max_seconds = param.Integer(default=DEFAULT_MAX_SECONDS, bounds=(1, None), label="time limit (s)", doc="Training stops after this long and keeps the best model.")
     seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the initialisation and batch order.")
     history = param.List(default=[], doc="TrainingProgress records of the current run, as dicts.")
-    running = param.Boolean(default=False)
-    progress = param.Integer(default=0, bounds=(0, 100))
+    history_system = param.String(default="", doc="The system the shown training run was for.")
 
     def __init__(self, session: Session, **params):
         super().__init__(session, **params)
@@ -51,19 +120,16 @@ class TrainingView(Section):
         self.param.device.objects = devices
         self.device = "cuda" if "cuda" in devices else "cpu"
         self.job = BackgroundJob(self)
-        self.train_button = pn.widgets.Button(label="Train", color="primary")
-        self.stop_button = pn.widgets.Button(label="Stop (keep best)", color="warning", disabled=True)
-        self.train_button.on_click(lambda _: self.train())
-        self.stop_button.on_click(lambda _: self.job.cancel())
-        self._progress = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width", bar_color="primary")
+        self.controls = JobControls(self.job, self.train, start_label="Train", stop_label="Stop (keep best)")
+        self.train_button, self.stop_button = self.controls.start_button, self.controls.stop_button
+        self.models = ModelList(session)
         self._status = pn.pane.Markdown(sizing_mode="stretch_width")
         self._model_info = pn.pane.Markdown(sizing_mode="stretch_width")
         self._curves = pn.pane.HoloViews(plots.training_curves([]), sizing_mode="stretch_width", linked_axes=False)
         self.download = pn.widgets.FileDownload(callback=self._model_bytes, filename="dklfm.pt", label="Save model", color="light", disabled=True)
         self.upload = pn.widgets.FileInput(accept=".pt", multiple=False)
         self.upload.param.watch(self._on_upload, "value")
-        self.param.watch(self._on_running, ["running", "progress"])
-        self.param.watch(self._on_history, "history")
+        self.param.watch(self._on_history, ["history", "history_system"])
         session.param.watch(self._on_model, ["model", "model_origin"])
         self._on_model()
 
@@ -78,29 +144,31 @@ class TrainingView(Section):
             return False
         from ..trained import load_model
 
+        existing = next((e for e in self.session.models if e.origin.startswith(f"bundled pretrained model `{entry.file}`")), None)
+        if existing is not None:
+            self.session.choose(existing)
+            return True
         model = load_model(entry.path, device=self.device)
-        self.session.model_origin = f"bundled pretrained model `{entry.file}` ({entry.description})"
-        self.session.model = model
+        self.session.add_model(model, f"bundled pretrained model `{entry.file}` ({entry.description})", current=True)
         return True
 
-    def _on_running(self, *_):
-        self.train_button.disabled = self.running
-        self.stop_button.disabled = not self.running
-        self._progress.visible = self.running
-        self._progress.value = self.progress
+    @property
+    def running(self) -> bool:
+        return self.controls.running
 
     def _on_history(self, *_):
-        self._curves.object = plots.training_curves(self.history)
+        self._curves.object = plots.training_curves(self.history, references=reference_levels(self.history_system))
         if self.history:
             last = self.history[-1]
             mse = last.get("validation_latent_mse")
             best = last.get("best_validation_latent_mse")
-            parts = [f"epoch {last['epoch']}/{last['n_epochs']}", f"loss {last['loss']:.4g}"]
+            run = "this run" if self.running else "the shown model's training run"
+            parts = [f"{run}: epoch {last['epoch']} of {last['n_epochs']}", f"loss {last['loss']:.3g}"]
             if mse is not None:
-                parts.append(f"validation latent MSE {mse:.4g} (best {best:.4g})" if best is not None else f"validation latent MSE {mse:.4g}")
-            parts += [f"{last['elapsed_s']:.1f} s", eta_text(last.get("eta_s")), f"device {last['device']}"]
+                parts.append(f"validation latent MSE {mse:.3g} (best {best:.3g})" if best is not None else f"validation latent MSE {mse:.3g}")
+            parts += [f"{last['elapsed_s']:.1f} s", eta_text(last.get("eta_s")) if self.running else "", f"device {last['device']}"]
             if last.get("stopped_reason"):
-                parts.append(f"stopped: {last['stopped_reason']}")
+                parts.append(f"stopped: {REASONS.get(last['stopped_reason'], last['stopped_reason'])}")
             self._status.object = " · ".join(p for p in parts if p)
 
     def _on_model(self, *_):
@@ -111,7 +179,9 @@ class TrainingView(Section):
         else:
             self._model_info.object = f"Current model: {self.session.model_origin or 'trained'} — system *{model.system_name}*, device {model.device}."
             if not self.running and model.history:
-                self.history = [dict(record) for record in model.history]
+                with param.parameterized.batch_call_watchers(self):
+                    self.history_system = model.system_name
+                    self.history = [dict(record) for record in model.history]
 
     def config(self):
         """The :class:`~dklfm_explore.train.TrainingConfig` for the current settings."""
@@ -138,8 +208,9 @@ class TrainingView(Section):
             return
         from ..train import train
 
-        self.history, self.progress, self.running = [], 0, True
-        self.say(f"Training on {train_tasks.n_tasks} tasks ({self.time_hint()})...")
+        self.controls.param.update(progress=0, running=True)
+        self.history_system, self.history = train_tasks.system_name, []
+        self.say(f"Training on {train_tasks.n_tasks} tasks of {train_tasks.system_name} ({self.time_hint()})...")
 
         def work(report, cancelled):
             return train(train_tasks, config=config, progress=lambda record: report(dataclasses.asdict(record)), cancel=cancelled)
@@ -148,17 +219,20 @@ class TrainingView(Section):
 
     def _record(self, record: dict) -> None:
         self.history = self.history + [record]
-        self.progress = int(100 * record["epoch"] / max(1, record["n_epochs"]))
+        self.controls.progress = int(100 * record["epoch"] / max(1, record["n_epochs"]))
 
     def _trained(self, model) -> None:
         reason = self.history[-1].get("stopped_reason") if self.history else None
+        reason = REASONS.get(reason, reason)
         epochs = self.history[-1]["epoch"] if self.history else 0
-        self.session.model_origin = f"trained here ({self.session.train_tasks.n_tasks} tasks, {epochs} epochs{', ' + reason if reason else ''})"
-        self.session.model = model
-        self.say(f"Training finished after {epochs} epoch(s){' (' + reason + ')' if reason else ''}; the best model is in use.", "success")
+        origin = f"trained here ({self.session.train_tasks.n_tasks} tasks, {epochs} epochs{', ' + reason if reason else ''})"
+        choice = self.session.add_model(model, origin)
+        text, learned = describe(self.session, self.session.models[-1])
+        kind = {True: "success", False: "danger", None: "warning"}[learned]
+        self.say(f"Training finished after {epochs} epoch(s){' (' + reason + ')' if reason else ''}. Verdict, {text}. {choice}", kind)
 
     def _finished(self) -> None:
-        self.running = False
+        self.controls.running = False
 
     def _model_bytes(self) -> io.BytesIO:
         with tempfile.TemporaryDirectory() as folder:
@@ -180,12 +254,11 @@ class TrainingView(Section):
             path = Path(folder) / Path(filename).name
             path.write_bytes(content)
             model = load_model(path, device=self.device)
-        self.session.model_origin = f"loaded from `{filename}`"
-        self.session.model = model
+        self.session.add_model(model, f"loaded from `{filename}`", current=True)
         self.say(f"Loaded the model in {filename} (system {model.system_name}).", "success")
         return model
 
-    def controls(self) -> pn.viewable.Viewable:
+    def settings(self) -> pn.viewable.Viewable:
         """The training settings, three to a row."""
         kinds = {"device": pn.widgets.Select, "learning_rate": pn.widgets.FloatInput}
         names = ["device", "epochs", "batch_size", "learning_rate", "max_seconds", "seed"]
@@ -195,12 +268,13 @@ class TrainingView(Section):
     def __panel__(self):
         return pn.Column(
             self._alert,
-            self.controls(),
-            pn.Row(self.train_button, self.stop_button),
-            self._progress,
+            self.settings(),
+            self.controls,
             self._status,
             self._curves,
+            pn.pane.Markdown(STANDARDISED_HELP, sizing_mode="stretch_width", styles={"font-size": "0.9em"}),
             self._model_info,
+            self.models,
             pn.layout.Divider(),
             pn.Row(self.download, pn.Column(pn.pane.Markdown("Load a model (.pt):", margin=(0, 10)), self.upload)),
             sizing_mode="stretch_width",

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import panel as pn
 import param
-import xarray as xr
 
 from .. import plots
 from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
-from ..measurements import example_csv, load_measurements
-from .base import Session
-from .inference import _ModelSection, latent_mse, refine_mesh
+from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
+from .inference import ModelSection, latent_mse, refine_mesh
+from .session import Session
 from .training import TrainingView
 
 __all__ = ["YourDataView", "result_table", "FORMAT_HELP"]
@@ -41,21 +40,7 @@ A netCDF task set (from *Save task set* or `dklfm simulate`) works too. The exam
 """
 
 
-def result_table(result: xr.Dataset) -> pd.DataFrame:
-    """Flatten an inference result into one row per (task, [space,] time).
-
-    Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
-    then ``<output>_mean`` and ``<output>_std`` for each output.
-    """
-    table = result[["latent_mean", "latent_std"]].to_dataframe()
-    for name in result["output"].values:
-        for stat in ("mean", "std"):
-            column = result[f"output_{stat}"].sel(output=name, drop=True)
-            table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
-    return table.reset_index()
-
-
-class YourDataView(_ModelSection):
+class YourDataView(ModelSection):
     """Upload a CSV or netCDF of measurements, infer their latent force, download the result.
 
     Time-only measurements are inferred at the measured times and :data:`QUERY_REFINEMENT` - 1 times between
@@ -69,7 +54,7 @@ class YourDataView(_ModelSection):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
         self.upload = pn.widgets.FileInput(accept=",".join(ACCEPTED_SUFFIXES), multiple=False)
-        self.upload.param.watch(self._on_upload, "value")
+        self.upload.param.watch(self._on_upload, ["value", "filename"])
         self.example = pn.widgets.FileDownload(callback=self._example_bytes, filename="example_measurements.csv", label="Download the example CSV", color="light")
         self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
@@ -80,6 +65,7 @@ class YourDataView(_ModelSection):
         self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._source = "data"
         self.param.watch(lambda _: self._draw(), "task")
         session.param.watch(lambda _: self.infer(), ["model"])
 
@@ -100,9 +86,9 @@ class YourDataView(_ModelSection):
         self._use(tasks, "the bundled p53 data (5 Gy)")
         return tasks
 
-    def _on_upload(self, event) -> None:
-        if event.new:
-            self.guard(lambda: self.load_bytes(event.new, self.upload.filename or "upload.csv"))
+    def _on_upload(self, *events) -> None:
+        if self.upload.value is not None:
+            self.guard(lambda: self.load_bytes(self.upload.value, self.upload.filename or "upload.csv"))
 
     def load_bytes(self, content: bytes, filename: str) -> TaskSet:
         """Validate an upload (CSV or netCDF bytes) into a TaskSet and infer it if a model is ready.
@@ -114,7 +100,10 @@ class YourDataView(_ModelSection):
         """
         self.tasks = self.result = None
         self._clear()
+        self.say("")
         self._task_widget.visible = False
+        if not content:
+            raise InvalidInputError(f"{filename} is empty; upload a CSV with a header row and one row per measured point.")
         suffix = Path(filename).suffix.lower()
         if suffix not in ACCEPTED_SUFFIXES:
             raise InvalidInputError(f"{filename} is a {suffix or 'suffix-less'} file; upload a .csv or a .nc file.")
@@ -124,7 +113,9 @@ class YourDataView(_ModelSection):
         return tasks
 
     def _use(self, tasks: TaskSet, source: str) -> None:
-        self.tasks = tasks
+        self.result = None
+        self._clear()
+        self.tasks, self._source = tasks, source
         self.say(f"Read {source}: {tasks.n_tasks} series, {tasks.n_outputs} output(s) ({', '.join(tasks.output_names)}), {tasks.n_time} times.", "success")
         top = tasks.n_tasks - 1
         self.param.task.bounds = (0, top)
@@ -175,10 +166,20 @@ class YourDataView(_ModelSection):
             self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title=f"inferred {name}{series}")
             self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
 
+    def _units(self) -> dict[str, str]:
+        attrs = self.tasks.dataset.attrs if self.tasks is not None else {}
+        return {kind: str(attrs.get(f"{kind}_unit") or "") for kind in ("time", "space", "latent", "output")}
+
+    def _download_name(self, suffix: str) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(self._source).stem).strip("_") or "data"
+        return f"latent_force_{stem}_{self.session.model.system_name if self.session.model is not None else 'model'}{suffix}"
+
     def _csv_bytes(self) -> io.BytesIO:
-        return io.BytesIO(result_table(self.result).to_csv(index=False).encode())
+        self.download_csv.filename = self._download_name(".csv")
+        return io.BytesIO(result_table(self.result, self._units()).to_csv(index=False, float_format=CSV_FORMAT).encode())
 
     def _netcdf_bytes(self) -> io.BytesIO:
+        self.download_nc.filename = self._download_name(".nc")
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "latent_force.nc"
             self.result.to_netcdf(path, engine=NETCDF_ENGINE)

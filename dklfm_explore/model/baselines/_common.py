@@ -7,8 +7,8 @@ import torch
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
+from ...linalg import cholesky as linalg_cholesky
 from ...result import result_dataset
-from ..linalg import cholesky as linalg_cholesky
 from ...systems.base import ForcePrior, System, get_system
 
 __all__ = ["cholesky", "system_of", "force_prior_of", "start_time_of", "query_axis", "check_observed", "result_dataset"]
@@ -18,7 +18,7 @@ BASELINE_JITTER_CAP = 1e-4
 
 
 def cholesky(matrix: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64) via :func:`dklfm_explore.model.linalg.cholesky`."""
+    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64) via :func:`dklfm_explore.linalg.cholesky`."""
     return linalg_cholesky(matrix, cap=BASELINE_JITTER_CAP)[0]
 
 

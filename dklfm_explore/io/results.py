@@ -1,0 +1,56 @@
+"""Inference results as files: one flat table for CSV, netCDF as it is, both written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from ..data import NETCDF_ENGINE
+from ..atomic import atomic_write
+
+__all__ = ["result_table", "write_result", "RESULT_SUFFIXES", "CSV_FORMAT"]
+
+RESULT_SUFFIXES = (".nc", ".csv")
+
+
+CSV_FORMAT = "%.6g"
+"""Numbers in CSV results: six significant digits, far finer than any posterior's spread."""
+
+
+def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.DataFrame:
+    """Flatten an inference result into one row per (task, [space,] time).
+
+    Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
+    then ``<output>_mean`` and ``<output>_std`` for each output; with ``units`` (keys ``time``,
+    ``space``, ``latent``, ``output``) a known unit follows each name in brackets, ``time [h]``.
+    """
+    table = result[["latent_mean", "latent_std"]].to_dataframe()
+    for name in result["output"].values:
+        for stat in ("mean", "std"):
+            column = result[f"output_{stat}"].sel(output=name, drop=True)
+            table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
+    table = table.reset_index()
+    units = {k: v for k, v in (units or {}).items() if v}
+    if units:
+        def named(column: str) -> str:
+            kind = column if column in ("time", "space") else "latent" if column.startswith("latent_") else None if column == "task" else "output"
+            return f"{column} [{units[kind]}]" if kind in units else column
+        table.columns = [named(c) for c in table.columns]
+    return table
+
+
+def write_result(result: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write an inference result as netCDF, or as CSV (:func:`result_table`) when ``path`` ends in ``.csv``.
+
+    ``overwrite=False`` refuses an existing ``path`` (see :func:`~dklfm_explore.io.atomic.atomic_write`).
+    """
+    path = Path(path)
+    with atomic_write(path, overwrite=overwrite) as partial:
+        if path.suffix == ".csv":
+            result_table(result).to_csv(partial, index=False)
+        else:
+            result.to_netcdf(partial, engine=NETCDF_ENGINE)
+    return path
