@@ -66,7 +66,8 @@ class _InMemory:
 class _Streamed:
     """A task set read from its file a block of tasks at a time; an epoch visits the blocks and their tasks in random orders."""
 
-    def __init__(self, tasks: TaskSet, normaliser: Normaliser, batch_size: int, device, block: int = STREAM_BLOCK_TASKS):
+    def __init__(self, tasks: TaskSet, normaliser: Normaliser, batch_size: int, device, block: int | None = None):
+        block = block or STREAM_BLOCK_TASKS
         self.tasks, self.normaliser, self.batch_size, self.device, self.block = tasks, normaliser, batch_size, device, block
         sizes = [min(block, tasks.n_tasks - start) for start in range(0, tasks.n_tasks, block)]
         self.steps_per_epoch = sum(math.ceil(size / batch_size) for size in sizes)
@@ -178,6 +179,7 @@ def task_set_source(tasks: TaskSet, config: TrainingConfig, validation_tasks: Ta
     (at most :data:`STREAMED_VALIDATION_CAP` validation tasks are held out of it).
     """
     check_tasks(tasks, "The training tasks")
+    path = tasks.dataset.encoding.get("source")
     streamed = _nbytes(tasks) > config.in_memory_limit_mb * 2**20
     if validation_tasks is None and config.validation > 0:
         if tasks.n_tasks < 2:
@@ -201,7 +203,6 @@ def task_set_source(tasks: TaskSet, config: TrainingConfig, validation_tasks: Ta
         data = standardise(tasks, normaliser, device=device)
         source, coords = _InMemory(data, config.batch_size), data.coords
     validation = standardise(validation_tasks, normaliser, device=device) if validation_tasks is not None else None
-    path = tasks.dataset.encoding.get("source")
     provenance = {"source": "file" if path else "task set", "spec": _spec_or_none(tasks), "file": str(path) if path else None,
                   "streamed": streamed, "training_tasks": tasks.n_tasks,
                   "validation_tasks": 0 if validation_tasks is None else validation_tasks.n_tasks}
