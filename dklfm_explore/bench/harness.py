@@ -4,7 +4,8 @@
     python -m dklfm_explore.bench ...        # the same; python -m benchmarks.harness from a checkout too
 
 Families:
-  transcription            softplus transcription, 5 genes: DKLFM on 256 tasks vs per-task LFM, 20 test tasks
+  transcription            softplus transcription, 5 genes: DKLFM on 256 tasks vs per-task and state-space LFMs,
+                           20 test tasks
   transcription-linear     the same with G = identity, plus the exact LFM with the true parameters
   reaction-diffusion       DKLFM trained on 500 tasks on 21x21; 20 test tasks observed on 21x21, latent
                            inferred on 40x40 (super-resolution); exact LFM on the same
@@ -72,6 +73,12 @@ def _per_task_row(family, observed, truth, scales, settings, device, timings, **
     return score(family, "per-task-lfm", result, truth, scales, 0, device, None, seconds, memory)
 
 
+def _state_space_row(family, observed, truth, scales, settings, device, timings, **query) -> dict:
+    result, seconds, memory = methods.state_space(observed, settings, device, **query)
+    timings[f"{family}/state-space-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
+    return score(family, "state-space-lfm", result, truth, scales, 0, device, None, seconds, memory)
+
+
 def _exact_row(family, observed, truth, scales, device, timings, **query) -> dict:
     result, seconds, memory = methods.exact(observed, device, **query)
     timings[f"{family}/exact-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
@@ -84,7 +91,8 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     test_tasks = simulate(family, settings.n_test, n_points=settings.n_points, seed=TEST_SEED, device=device)
     scales = methods.scales(train_tasks)
     rows = [_dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings),
-            _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
+            _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
+            _state_space_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
     if family == "transcription-linear":
         rows.append(_exact_row(family, test_tasks, test_tasks, scales, device, timings))
     return rows

@@ -14,7 +14,7 @@ from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "infer_dklfm", "per_task", "exact"]
+__all__ = ["scales", "train_dklfm", "infer_dklfm", "per_task", "exact", "state_space"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -62,4 +62,14 @@ def exact(observed: TaskSet, device, **query):
 
     with PeakMemory(device) as memory:
         result, seconds = timed(lambda: exact_posterior(observed, **query), device)
+    return result, seconds, memory.peak_mb
+
+
+def state_space(observed: TaskSet, settings: Settings, device, **query):
+    """``(result, seconds, peak_mb)`` of the state-space LFM, its hyperparameters fitted to every task."""
+    from ..model.baselines import state_space_posterior
+
+    options = {} if settings.state_space_iterations is None else {"iterations": settings.state_space_iterations}
+    with PeakMemory(device) as memory:
+        result, seconds = timed(lambda: state_space_posterior(observed, device=device, **options, **query), device)
     return result, seconds, memory.peak_mb
