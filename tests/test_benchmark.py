@@ -21,6 +21,7 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
         ("transcription-linear", "state-space-lfm"),
         ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"),
         ("lotka-volterra-extrapolation", "dklfm"), ("lotka-volterra-extrapolation", "per-task-lfm"),
+        ("paper-protocol", "dklfm"), ("paper-protocol", "per-task-lfm"),
     }
     assert {row["family"] for row in record["rows"]} == set(FAMILIES)
     for row in record["rows"]:

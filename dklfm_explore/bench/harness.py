@@ -10,9 +10,11 @@ Families:
   reaction-diffusion       DKLFM trained on 500 tasks on 21x21; 20 test tasks observed on 21x21, latent
                            inferred on 40x40 (super-resolution); exact LFM on the same
   lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]
+  paper-protocol           the paper's Table 1 as the authors' code simulated it (PROTOCOL.md 1.1): 256 noise-free
+                           tasks on 10 times, 9 condition, MSE in the data's units; DKLFM and per-task LFM
   learning-curve           test latent MSE of DKLFM against the number of training tasks (32 ... 1024)
 
-Metrics are in standardised units: each test task's latent (outputs) divided by the *training set's*
+Metrics (except paper-protocol's, in the data's units as the paper reports them) are in standardised units: each test task's latent (outputs) divided by the *training set's*
 latent (per-output) standard deviation; outputs are scored against the noise-free simulation.
 Writes benchmarks/results/latest.json (+ a dated copy) and latest.md; --quick writes quick.json / quick.md.
 """
@@ -38,12 +40,13 @@ from ..runtime import tune_allocator
 from ..simulate import simulate
 from ..systems import get_system
 from . import methods
+from .paper_protocol import N_POINTS, PAPER_REFERENCE, PaperTranscription, conditioning_times
 from .provenance import RESULTS, header
 from .report import check_targets, render_markdown
 from .settings import FAMILIES, ROW_KEYS, TEST_SEED, TRAIN_SEED, Settings
 
 __all__ = ["FAMILIES", "ROW_KEYS", "Settings", "main", "score", "run_ode_family", "run_reaction_diffusion",
-           "run_lotka_volterra", "run_learning_curve", "TRAIN_SEED", "TEST_SEED"]
+           "run_lotka_volterra", "run_paper_protocol", "run_learning_curve", "TRAIN_SEED", "TEST_SEED"]
 
 
 def score(family, method, result, truth: TaskSet, scales, n_train, device, train_s=None, infer_s=None, peak=None,
@@ -139,6 +142,21 @@ def run_lotka_volterra(settings: Settings, device, timings: dict) -> list[dict]:
     return rows
 
 
+def run_paper_protocol(settings: Settings, device, timings: dict) -> list[dict]:
+    """The paper's Table 1 protocol: 256 noise-free tasks on 10 times, 9 condition, MSE in the data's own units."""
+    family = "paper-protocol"
+    system = PaperTranscription()
+    train_tasks = simulate(system, settings.n_train_paper, n_points=N_POINTS, noise_level=0.0, seed=TRAIN_SEED, device=device)
+    test_tasks = simulate(system, settings.n_test, n_points=N_POINTS, noise_level=0.0, seed=TEST_SEED, device=device)
+    observed = test_tasks.select_mesh(time=conditioning_times(test_tasks.dataset["time"].values))
+    raw_units = (1.0, np.ones(test_tasks.n_outputs))
+    query = {"time": test_tasks.dataset["time"].values}
+    timings[f"{family}/paper-table-1"] = {f"{method}_{key}": value for method, values in PAPER_REFERENCE.items()
+                                          for key, value in values.items()}
+    return [_dklfm_row(family, train_tasks, observed, test_tasks, raw_units, settings, device, timings, **query),
+            _per_task_row(family, observed, test_tasks, raw_units, settings, device, timings, **query)]
+
+
 def run_learning_curve(settings: Settings, device) -> list[dict]:
     """Test latent MSE of DKLFM on the same test tasks for growing training sets (the paper's Figure 5)."""
     largest = max(settings.learning_curve)
@@ -159,6 +177,7 @@ RUNNERS = {
     "transcription-linear": lambda settings, device, timings: run_ode_family("transcription-linear", settings, device, timings),
     "reaction-diffusion": run_reaction_diffusion,
     "lotka-volterra-extrapolation": run_lotka_volterra,
+    "paper-protocol": run_paper_protocol,
 }
 """Family name -> ``runner(settings, device, timings) -> rows``."""
 

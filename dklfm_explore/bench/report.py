@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .paper_protocol import PAPER_REFERENCE
 from .settings import FAMILIES
 
 __all__ = ["check_targets", "render_markdown"]
@@ -34,6 +35,10 @@ def check_targets(rows: list[dict], curve: list[dict]) -> list[dict]:
     for family in FAMILIES:
         c = get(family, "dklfm", "coverage95")
         add(f"{family}: DKLFM 95% coverage in [0.85, 0.99]", None if c is None else f"{c:.3f}", None if c is None else 0.85 <= c <= 0.99)
+    for key, paper in (("latent_mse", 0.116), ("output_mse", 0.201)):
+        d = get("paper-protocol", "dklfm", key)
+        add(f"paper-protocol: DKLFM {key.replace('_', ' ')} <= the paper's {paper} (Alfi: {PAPER_REFERENCE['alfi'][key]})",
+            None if d is None else f"{d:.4f}", None if d is None else d <= paper)
     if len(curve) >= 2:
         first, last = curve[0]["latent_mse"], curve[-1]["latent_mse"]
         add("learning curve falls with the number of training tasks", f"{first:.4f} -> {last:.4f}", last < first)
