@@ -62,12 +62,13 @@ def score(family, method, result, truth: TaskSet, scales, n_train, device, train
     return {key: row[key] for key in ROW_KEYS}
 
 
-def _dklfm_row(family, train_tasks, observed, truth, scales, settings, device, timings, **query) -> dict:
+def _dklfm_row(family, train_tasks, observed, truth, scales, settings, device, timings, with_model=False, **query):
     model, train_s, train_mem = methods.train_dklfm(train_tasks, settings, device)
     result, batched_s, single_s, infer_mem = methods.infer_dklfm(model, observed, device, **query)
     timings[f"{family}/dklfm"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s}
-    return score(family, "dklfm", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s,
-                 max(train_mem, infer_mem))
+    row = score(family, "dklfm", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s,
+                max(train_mem, infer_mem))
+    return (row, model) if with_model else row
 
 
 def _per_task_row(family, observed, truth, scales, settings, device, timings, **query) -> dict:
@@ -93,8 +94,10 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     train_tasks = simulate(family, settings.n_train, n_points=settings.n_points, seed=TRAIN_SEED, device=device)
     test_tasks = simulate(family, settings.n_test, n_points=settings.n_points, seed=TEST_SEED, device=device)
     scales = methods.scales(train_tasks)
-    rows = [_dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings),
-            _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
+    dklfm, model = _dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings, with_model=True)
+    if family == "transcription":
+        timings["transcription/throughput"] = methods.throughput(model, settings, device)
+    rows = [dklfm, _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
             _state_space_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
     if family == "transcription-linear":
         rows.append(_exact_row(family, test_tasks, test_tasks, scales, device, timings))

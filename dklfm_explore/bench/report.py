@@ -63,6 +63,11 @@ def render_markdown(payload: dict) -> str:
     for key, value in payload["timings"].items():
         if "batched_ms" in value:
             lines.append(f"| {key} | {value['batched_ms']:.2f} | {fmt(value.get('one_at_a_time_ms'), '.2f')} |")
+    speed = payload["timings"].get("transcription/throughput")
+    if speed:
+        lines += ["", f"## Throughput: {speed['tasks']} transcription tasks batched ({speed['dtype']})", "",
+                  "| DKLFM tasks/s | floor tasks/s (one batched Cholesky + solve, same size) | DKLFM / floor time |", "|---|---|---|",
+                  f"| {speed['tasks_per_s']:.0f} | {speed['floor_tasks_per_s']:.0f} | {speed['ratio_to_floor']:.1f}x |"]
     if payload["learning_curve"]:
         lines += ["", "## Learning curve (transcription, same test tasks)", "", "| n_train | latent MSE | 95% coverage | train s |", "|---|---|---|---|"]
         lines += [f"| {p['n_train']} | {p['latent_mse']:.4f} | {p['coverage95']:.3f} | {p['train_s']:.1f} |" for p in payload["learning_curve"]]
