@@ -16,18 +16,8 @@ from typing import Callable
 import xarray as xr
 
 from ...errors import UnknownNameError
-from .exact_linear_lfm import (
-    EXACT_SYSTEMS,
-    SineBasis,
-    exact_posterior,
-    log_diff_erf,
-    rd_cross_covariance,
-    rd_output_covariance,
-    sim_cross_covariance,
-    sim_joint_covariance,
-    sim_output_covariance,
-)
-from .per_task_lfm import LINKS, PerTaskLFM, per_task_posterior
+from .exact_linear_lfm import EXACT_SYSTEMS, SineBasis, exact_posterior
+from .per_task_lfm import PerTaskLFM, per_task_posterior
 
 __all__ = [
     "BASELINES",
@@ -35,15 +25,8 @@ __all__ = [
     "exact_posterior",
     "per_task_posterior",
     "PerTaskLFM",
-    "LINKS",
     "EXACT_SYSTEMS",
     "SineBasis",
-    "log_diff_erf",
-    "sim_cross_covariance",
-    "sim_output_covariance",
-    "sim_joint_covariance",
-    "rd_cross_covariance",
-    "rd_output_covariance",
 ]
 
 BASELINES: dict[str, Callable[..., xr.Dataset]] = {
