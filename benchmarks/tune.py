@@ -16,11 +16,9 @@ import warnings
 
 import numpy as np
 
-from benchmarks.harness import Settings, TEST_SEED, TRAIN_SEED, _union_grid
-from dklfm_explore import TaskSet, get_system, simulate
+from benchmarks.harness import Settings, TEST_SEED, TRAIN_SEED
+from dklfm_explore import ModelConfig, TrainingConfig, get_system, simulate, train
 from dklfm_explore.metrics import latent_metrics
-from dklfm_explore.model import ModelConfig
-from dklfm_explore.train import TrainingConfig, train
 
 
 def _value(text: str):
@@ -45,12 +43,11 @@ def tasks_for(family: str, settings: Settings, seed: int, n_tasks: int):
         if seed == TRAIN_SEED:
             tasks = simulate(family, n_tasks, grid=settings.rd_train_grid, seed=seed)
             return tasks, tasks, {}
-        union_x = _union_grid(settings.rd_train_grid[0], settings.rd_test_grid[0])
-        union_t = _union_grid(settings.rd_train_grid[1], settings.rd_test_grid[1])
-        union = simulate(family, n_tasks, space=union_x, time=union_t, seed=seed)
-        pick = lambda grid, n: [int(np.argmin(np.abs(grid - v))) for v in np.linspace(0, 1, n)]
-        observed = TaskSet(union.dataset.isel(space=pick(union_x, settings.rd_train_grid[0]), time=pick(union_t, settings.rd_train_grid[1])))
-        fine = TaskSet(union.dataset.isel(space=pick(union_x, settings.rd_test_grid[0]), time=pick(union_t, settings.rd_test_grid[1])))
+        coarse_x, coarse_t = (np.linspace(0, 1, n) for n in settings.rd_train_grid)
+        fine_x, fine_t = (np.linspace(0, 1, n) for n in settings.rd_test_grid)
+        union = simulate(family, n_tasks, space=np.union1d(coarse_x, fine_x), time=np.union1d(coarse_t, fine_t), seed=seed)
+        observed = union.select_mesh(time=coarse_t, space=coarse_x)
+        fine = union.select_mesh(time=fine_t, space=fine_x)
         return observed, fine, {"space": fine.dataset["space"].values, "time": fine.dataset["time"].values}
     system = get_system("lotka-volterra")
     start, end = system.time_range
@@ -70,10 +67,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-seed", type=int, default=7)
     parser.add_argument("--set", nargs="*", help="ModelConfig overrides key=value")
     parser.add_argument("--train", nargs="*", help="TrainingConfig overrides key=value")
+    parser.add_argument("--quick", action="store_true", help="the benchmark's smoke-test sizes (Settings.quick_settings)")
     args = parser.parse_args(argv)
     if args.test_seed == TEST_SEED:
         parser.error("seed 1 holds the benchmark's test tasks; tune on another seed")
-    settings = Settings()
+    settings = Settings.quick_settings() if args.quick else Settings()
     n_train = args.n_train or (settings.n_train_rd if args.family == "reaction-diffusion" else settings.n_train)
     train_tasks, _, _ = tasks_for(args.family, settings, TRAIN_SEED, n_train)
     observed, truth, query = tasks_for(args.family, settings, args.test_seed, args.n_test)

@@ -9,7 +9,6 @@ __all__ = [
     "DKLFMError",
     "InvalidInputError",
     "UnknownNameError",
-    "NotTrainedError",
     "CheckpointError",
     "CholeskyError",
     "TrainingDivergedError",
@@ -35,10 +34,6 @@ class UnknownNameError(DKLFMError, ValueError):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
         place = f" for {where}" if where else ""
         super().__init__(f"Unknown {kind} {name!r}{place}; valid {kind} names are: {', '.join(self.valid)}.")
-
-
-class NotTrainedError(DKLFMError, RuntimeError):
-    """A model was asked to predict before it was trained or loaded."""
 
 
 class CheckpointError(DKLFMError, ValueError):

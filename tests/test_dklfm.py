@@ -64,11 +64,13 @@ def _data(seed, n_tasks=3, n_time=9):
     return time, y, f
 
 
-def test_conditional_equals_numpy_textbook_posterior(seed):
+def test_conditional_equals_numpy_textbook_posterior(seed, device):
     time, y, _ = _data(seed)
     query = np.linspace(-0.1, 1.2, 13)
-    model = _plain_gp(seed)
-    post = model.posterior(torch.as_tensor(time), torch.as_tensor(y), torch.as_tensor(query), full_cov=True)
+    model = _plain_gp(seed).to(device)
+    tensors = (torch.as_tensor(a, device=device) for a in (time, y, query))
+    post = model.posterior(*tensors, full_cov=True)
+    post = type(post)(**{k: v.cpu() if torch.is_tensor(v) else v for k, v in vars(post).items()})
     for task in range(y.shape[0]):
         latent_mean, latent_cov, output_mean, output_cov, *_ = _textbook(time, y[task], query)
         np.testing.assert_allclose(post.latent_mean[task].detach().numpy(), latent_mean, atol=1e-8)

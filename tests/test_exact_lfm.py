@@ -9,13 +9,9 @@ import torch
 from scipy import integrate
 
 from dklfm_explore.errors import InvalidInputError, UnknownNameError
-from dklfm_explore.model.baselines import (
-    BASELINES,
-    SineBasis,
-    exact_posterior,
-    get_baseline,
+from dklfm_explore.model.baselines import BASELINES, SineBasis, exact_posterior, get_baseline, per_task_posterior
+from dklfm_explore.model.baselines.exact_linear_lfm import (
     log_diff_erf,
-    per_task_posterior,
     rd_cross_covariance,
     rd_output_covariance,
     sim_cross_covariance,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dklfm_explore.errors import UnknownNameError
+from dklfm_explore.errors import InvalidInputError, UnknownNameError
 from dklfm_explore.model.kernel import BASE_KERNELS, FeatureMap, PeriodicKernel, RBFKernel, make_base_kernel
 
 
@@ -29,14 +29,23 @@ def test_periodic_matches_formula(seed):
 
 
 @pytest.mark.parametrize("name", sorted(BASE_KERNELS))
-def test_batched_gram_equals_loop_and_is_psd(name, seed):
-    kernel = make_base_kernel(name, lengthscale=0.5)
-    x = torch.randn(3, 7, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+def test_batched_gram_equals_loop_and_is_psd(name, seed, device):
+    kernel = make_base_kernel(name, lengthscale=0.5).to(device)
+    x = torch.randn(3, 7, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
     batched = kernel(x, x).detach()
     for task in range(3):
         torch.testing.assert_close(batched[task], kernel(x[task], x[task]).detach(), atol=1e-14, rtol=0)
     torch.testing.assert_close(batched, batched.transpose(-1, -2), atol=1e-14, rtol=0)
     assert float(torch.linalg.eigvalsh(batched).min()) > -1e-10
+
+
+def test_a_misspelt_hyperparameter_is_an_error_not_ignored():
+    with pytest.raises(InvalidInputError, match="lenghtscale"):
+        make_base_kernel("rbf", lenghtscale=0.5)
+    with pytest.raises(TypeError):
+        RBFKernel(lenghtscale=0.5)
+    assert float(make_base_kernel("rbf", lengthscale=0.5, period=2.0).lengthscale) == pytest.approx(0.5)
+    assert float(make_base_kernel("periodic", period=2.0).period) == pytest.approx(2.0)
 
 
 def test_unknown_kernel_lists_valid_names():

@@ -223,6 +223,8 @@ def test_super_resolution_profile_at_one_time(field):
 
 
 def test_plots_render_with_bokeh(genes, field):
+    from bokeh.models import BoxAnnotation, GlyphRenderer
+
     renderer = hv.renderer("bokeh")
     result = result_from_truth(genes)
     for element in (
@@ -233,4 +235,8 @@ def test_plots_render_with_bokeh(genes, field):
         plots.super_resolution(result_from_truth(field), 0, field, field),
         plots.training_curves([{"epoch": 1, "loss": 1.0, "validation_latent_mse": 0.1}]),
     ):
-        renderer.get_plot(element)
+        leaves = element.traverse(lambda leaf: leaf, [hv.Element])
+        spans = [leaf for leaf in leaves if isinstance(leaf, hv.VSpan)]
+        state = renderer.get_plot(element).state
+        assert len(list(state.select({"type": GlyphRenderer}))) == len(leaves) - len(spans), type(element).__name__
+        assert len(list(state.select({"type": BoxAnnotation}))) >= len(spans)

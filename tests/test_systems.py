@@ -151,9 +151,9 @@ def test_space_time_prior_is_separable(generator):
 
 
 @pytest.mark.parametrize("name", sorted(SYSTEMS))
-def test_every_system_simulates_with_named_shapes(name):
+def test_every_system_simulates_with_named_shapes(name, device):
     system = get_system(name)
-    tasks = simulate(name, 6, seed=0, n_points=9, grid=(7, 9) if system.is_spatial else None)
+    tasks = simulate(name, 6, seed=0, n_points=9, grid=(7, 9) if system.is_spatial else None, device=device)
     mesh = (7, 9) if system.is_spatial else (9,)
     n_out = len(system.output_names)
     assert tasks.dataset["y"].shape == (6, n_out, *mesh)

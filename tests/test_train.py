@@ -1,4 +1,5 @@
 import math
+import time
 
 import numpy as np
 import pytest
@@ -105,9 +106,19 @@ def test_nan_loss_before_any_epoch_raises(transcription, monkeypatch):
 
 
 def test_time_limit_stops_with_a_model(transcription):
-    train_tasks, _ = transcription
-    model = train(train_tasks, TrainingConfig(epochs=50, batch_size=32, max_seconds=1e-6), SMALL_MODEL)
+    train_tasks, test_tasks = transcription
+    records = []
+
+    def outlast_the_limit(record):  # after epoch 1 the clock is past the limit, so epoch 2 stops at its first batch
+        records.append(record)
+        if record.epoch == 1 and record.stopped_reason is None:
+            time.sleep(1.1)
+
+    model = train(train_tasks, TrainingConfig(epochs=50, batch_size=32, max_seconds=1.0), SMALL_MODEL, progress=outlast_the_limit)
     assert model.stopped_reason == "time-limit"
+    assert [r.epoch for r in records if r.stopped_reason is None] == [1]
+    assert math.isfinite(records[0].validation_latent_mse)
+    assert np.isfinite(model.infer(test_tasks).latent_mean.values).all()
 
 
 def test_normaliser_is_fitted_on_training_tasks_only(transcription):

@@ -3,7 +3,6 @@
 from .dklfm import DKLFM, ModelConfig, Posterior, mesh_points
 from .embedding import TaskEmbedding
 from .kernel import BASE_KERNELS, FeatureMap, PeriodicKernel, RBFKernel, make_base_kernel
-from ..linalg import JITTER_CAP, JITTER_FLOOR, cholesky, cholesky_solve, gaussian_log_density, solve_lower
 
 __all__ = [
     "DKLFM",
@@ -16,10 +15,4 @@ __all__ = [
     "RBFKernel",
     "PeriodicKernel",
     "make_base_kernel",
-    "JITTER_FLOOR",
-    "JITTER_CAP",
-    "cholesky",
-    "cholesky_solve",
-    "solve_lower",
-    "gaussian_log_density",
 ]

@@ -8,13 +8,14 @@ the kernel boundary, so every covariance is float64.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-from ..errors import UnknownNameError
+from ..errors import InvalidInputError, UnknownNameError
 
 __all__ = [
     "FeatureMap",
@@ -92,7 +93,7 @@ def _squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class _ScaledKernel(nn.Module):
     """Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors."""
 
-    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, **_):
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15):
         super().__init__()
         self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale, MIN_SCALE), dtype=torch.float64))
         self.raw_lengthscale = nn.Parameter(torch.tensor(inverse_softplus(lengthscale, MIN_LENGTHSCALE), dtype=torch.float64))
@@ -139,7 +140,7 @@ class PeriodicKernel(_ScaledKernel):
         Initial values (feature units for ``lengthscale`` and ``period``).
     """
 
-    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0, **_):
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0):
         super().__init__(scale, lengthscale)
         self.raw_period = nn.Parameter(torch.tensor(inverse_softplus(period, MIN_LENGTHSCALE), dtype=torch.float64))
 
@@ -160,14 +161,28 @@ BASE_KERNELS: dict[str, type[nn.Module]] = {"rbf": RBFKernel, "periodic": Period
 """Base kernels by name."""
 
 
+def _hyperparameters(kernel: type) -> set[str]:
+    return set(inspect.signature(kernel).parameters)
+
+
 def make_base_kernel(name: str, **initial) -> nn.Module:
     """Build the base kernel called ``name`` with initial hyperparameters.
+
+    ``initial`` may hold the hyperparameters of any base kernel (one model config serves them all);
+    those ``name`` does not have, such as ``period`` for ``"rbf"``, are not used.
 
     Raises
     ------
     UnknownNameError
         If ``name`` is not in :data:`BASE_KERNELS`.
+    InvalidInputError
+        If a key of ``initial`` is no base kernel's hyperparameter (a misspelt ``lenghtscale``).
     """
     if name not in BASE_KERNELS:
         raise UnknownNameError("base kernel", name, BASE_KERNELS)
-    return BASE_KERNELS[name](**initial)
+    known = set().union(*map(_hyperparameters, BASE_KERNELS.values()))
+    unknown = sorted(set(initial) - known)
+    if unknown:
+        raise InvalidInputError(f"Unknown base-kernel hyperparameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    own = _hyperparameters(BASE_KERNELS[name])
+    return BASE_KERNELS[name](**{key: value for key, value in initial.items() if key in own})
