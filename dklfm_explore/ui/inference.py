@@ -8,6 +8,7 @@ import warnings
 
 from typing import Any, Callable
 
+import holoviews as hv
 import numpy as np
 import panel as pn
 import param
@@ -120,9 +121,21 @@ class ResultSection(ModelSection):
         self.first_job = BackgroundJob(self)
         self._generation = 0
         self._last_key = None
+        session.param.watch(self._on_state, ["tasks", "model"])
 
+    def _on_state(self, *_):
+        """A new task set or model: the result shown belongs to the old one, so it goes, and comes back recomputed."""
+        self.clear()
+        self.refresh()
+
+    def clear(self) -> None:
+        """Forget the result and empty the result panes."""
+        self.result = None
+        for pane in self.result_panes():
+            pane.object = None
     def result_panes(self) -> list:
-        """The panes greyed out while a result is recomputed."""
+        """The panes that show the result: greyed out while it is recomputed (plot grids apart: Bokeh lays a grid
+        out again when its spinner goes and collapses its axes), emptied when it no longer applies."""
         return []
 
     def prepare(self) -> Callable[[], Any] | None:
@@ -156,9 +169,11 @@ class ResultSection(ModelSection):
         generation = self._generation
         compute = self.guard(self.prepare)
         if compute is None:
+            self.clear()
             return
         self.say(self.WORKING)
-        for pane in self.result_panes():
+        greyed = [pane for pane in self.result_panes() if not isinstance(pane.object, hv.Layout)]
+        for pane in greyed:
             pane.loading = True
         job = self.first_job = BackgroundJob(self)
 
@@ -503,7 +518,7 @@ class SuperResolutionView(ResultSection):
         return compute
 
     def result_panes(self) -> list:
-        return [self._grids, self._profiles]
+        return [self._grids, self._profiles, self._detail_title]
 
     def apply(self, outcome) -> None:
         self.fine, self.coarse, self.result = outcome
