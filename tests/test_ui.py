@@ -1,6 +1,7 @@
 """Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
 
 import logging
+import threading
 import sys
 
 import holoviews as hv
@@ -628,3 +629,20 @@ def test_a_new_task_set_clears_the_results_of_the_old_one():
     # the bundled model is for transcription: nothing to show, and the old result is gone with its plots
     assert app.super_resolution.result is None and app.super_resolution._grids.object is None
     assert "trained on *transcription* but the tasks are *transcription-linear*" in app.super_resolution._needs_model[0].object
+
+
+def test_a_result_is_greyed_out_while_it_is_recomputed():
+    from dklfm_explore.ui.inference import FRESH, STALE
+
+    app = Explorer()
+    app.show("Inference")
+    app.inference.first_job.join(JOB_TIMEOUT_S)
+    assert app.inference._latent.styles == FRESH
+    release = threading.Event()
+    model, infer = app.session.model, app.session.model.infer
+    model.infer = lambda *args, **kwargs: release.wait(JOB_TIMEOUT_S) and infer(*args, **kwargs)
+    app.inference.task = 3
+    assert app.inference._latent.styles == STALE
+    release.set()
+    app.inference.first_job.join(JOB_TIMEOUT_S)
+    assert app.inference._latent.styles == FRESH and "test task 3" in app.inference._metrics.object

@@ -8,7 +8,6 @@ import warnings
 
 from typing import Any, Callable
 
-import holoviews as hv
 import numpy as np
 import panel as pn
 import param
@@ -24,6 +23,10 @@ from .training import STANDARDISED_HELP, TrainingView
 __all__ = ["ModelSection", "ResultSection", "InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse",
            "refine_mesh", "baseline_for", "timed_infer", "EXACT_BASELINE_SYSTEMS", "TIMING_REPEATS"]
 
+STALE = {"opacity": "0.35"}
+"""How a result being recomputed is shown: greyed out, so an old plot never reads as the new label's."""
+FRESH = {"opacity": "1"}
+"""A result that is current (an empty style would leave the browser's old opacity in place)."""
 TIMING_REPEATS = 5
 """Inference is timed as the median of this many calls after a first (warm-up) call, whose cost is reported apart."""
 NO_SPEC = ("The task set has no simulation settings (it was loaded from a file without them), so fresh tasks like it "
@@ -134,8 +137,7 @@ class ResultSection(ModelSection):
         for pane in self.result_panes():
             pane.object = None
     def result_panes(self) -> list:
-        """The panes that show the result: greyed out while it is recomputed (plot grids apart: Bokeh lays a grid
-        out again when its spinner goes and collapses its axes), emptied when it no longer applies."""
+        """The panes that show the result: greyed out while it is recomputed, emptied when it no longer applies."""
         return []
 
     def prepare(self) -> Callable[[], Any] | None:
@@ -172,9 +174,8 @@ class ResultSection(ModelSection):
             self.clear()
             return
         self.say(self.WORKING)
-        greyed = [pane for pane in self.result_panes() if not isinstance(pane.object, hv.Layout)]
-        for pane in greyed:
-            pane.loading = True
+        for pane in self.result_panes():
+            pane.styles = STALE
         job = self.first_job = BackgroundJob(self)
 
         def done(outcome):
@@ -185,7 +186,7 @@ class ResultSection(ModelSection):
         def finished():
             if generation == self._generation:
                 for pane in self.result_panes():
-                    pane.loading = False
+                    pane.styles = FRESH
 
         job.start(lambda report, cancelled: compute(), on_progress=lambda _: None, on_done=done, on_finally=finished)
 
