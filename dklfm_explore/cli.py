@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a checkpoint or a task set")
     info.add_argument("path", type=Path)
 
-    commands.add_parser("bench", help="run the benchmark harness from the repository root; its options "
-                        "(--quick, --families, --device) pass through (see benchmarks/README.md)", add_help=False)
+    commands.add_parser("bench", help="run the benchmark harness; its options "
+                        "(--quick, --families, --device, --out-dir) pass through (see benchmarks/README.md)", add_help=False)
     return parser
 
 
@@ -221,15 +221,9 @@ def describe_model(model) -> str:
 
 
 def _bench(args) -> None:
-    if (Path.cwd() / "benchmarks" / "harness.py").is_file() and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        from benchmarks.harness import main as harness
-    except ImportError as error:
-        raise InvalidInputError(
-            "The benchmark harness lives in the repository's benchmarks/ folder; run `dklfm bench` from the repository root."
-        ) from error
-    harness(args.args)
+    from .bench import main as harness
+
+    harness(args.args, prog="dklfm bench")
 
 
 def _check_output_path(path: Path, suffixes: tuple[str, ...]) -> None:

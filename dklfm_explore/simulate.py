@@ -15,12 +15,12 @@ import torch
 import xarray as xr
 
 from .atomic import atomic_write
-from .data import TaskSet, open_taskset, settings_json
+from .data import CHECKSUMMED, TaskSet, open_taskset, settings_json
 from .devices import resolve_device
 from .errors import CancelledError, InvalidInputError
 from .systems.base import ForcePrior, Mesh, System, get_system
 from .systems.forces import sample_force
-from .systems.mesh import space_time_mesh, time_mesh
+from .systems.mesh import make_mesh
 
 __all__ = ["simulate", "make_mesh", "package_version"]
 
@@ -33,51 +33,6 @@ def package_version() -> str:
         return version("dklfm-explore")
     except PackageNotFoundError:
         return "0+unknown"
-
-
-def make_mesh(
-    system: System,
-    *,
-    n_points: int | None = None,
-    grid: tuple[int, int] | None = None,
-    t_range: tuple[float, float] | None = None,
-    time: torch.Tensor | None = None,
-    space: torch.Tensor | None = None,
-) -> Mesh:
-    """Build a system's simulation mesh from a point count, a grid size or explicit coordinates.
-
-    Parameters
-    ----------
-    n_points : int
-        Time points (ODE systems); default ``system.default_points``.
-    grid : (int, int)
-        ``(n_space, n_time)`` for space x time systems; default ``system.default_grid``.
-    t_range : (float, float)
-        Time window; default ``system.time_range``.
-    time, space : Tensor ``(time,)``, ``(space,)``
-        Explicit coordinates, overriding the counts.
-    """
-    t_range = tuple(t_range or system.time_range)
-    if system.is_spatial:
-        n_space, n_time = grid or system.default_grid
-        if n_points is not None and grid is None:
-            n_time = n_points
-        _at_least(n_space, 3, "space points")
-        _at_least(n_time, 3, "time points")
-        space = space if space is not None else torch.linspace(*system.space_range, n_space, dtype=torch.float64)
-        time = time if time is not None else torch.linspace(*t_range, n_time, dtype=torch.float64)
-        return space_time_mesh(space, time)
-    if grid is not None:
-        raise InvalidInputError(f"System {system.name!r} is over time only; give --points, not --grid.")
-    n_points = n_points or system.default_points
-    _at_least(n_points, 3, "time points")
-    time = time if time is not None else torch.linspace(*t_range, n_points, dtype=torch.float64)
-    return time_mesh(time, system.max_step)
-
-
-def _at_least(value: int, minimum: int, what: str) -> None:
-    if int(value) < minimum:
-        raise InvalidInputError(f"Need at least {minimum} {what}, got {value}.")
 
 
 def simulate(
@@ -295,13 +250,14 @@ class _ChunkWriter:
             if values.dtype.kind in "UO":
                 handle.create_variable(name, (name,), dtype=h5py.string_dtype(), data=values.astype(object))
             else:
-                handle.create_variable(name, (name,), data=values)
+                handle.create_variable(name, (name,), data=values, **CHECKSUMMED)
         for name, variable in dataset.data_vars.items():
             if "task" not in variable.dims:
-                created = handle.create_variable(name, variable.dims, data=variable.values)
+                created = handle.create_variable(name, variable.dims, data=variable.values, **(CHECKSUMMED if variable.ndim else {}))
             else:
                 chunks = (min(1024, self.n_tasks),) + tuple(variable.shape[1:])
-                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks)
+                fill = {"fillvalue": np.nan} if variable.dtype.kind == "f" else {}
+                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks, **CHECKSUMMED, **fill)
             created.attrs.update(variable.attrs)
         handle.attrs.update(self.attrs)
         self.file = handle

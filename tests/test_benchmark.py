@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.harness import FAMILIES, ROW_KEYS, main
+from dklfm_explore.bench import FAMILIES, ROW_KEYS, main
 
 
 @pytest.mark.slow

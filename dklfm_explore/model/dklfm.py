@@ -10,7 +10,7 @@ outputs ``y`` (``P`` curves) and latent force ``f``:
     \\qquad f \\sim N(h, \\sigma_f^2 I)
 
 with ``K = base(NN(z), NN(z'))``, ``z = x (+) e_p`` for output points and ``z = x (+) 0``
-for latent points.  All covariance algebra is float64 through :mod:`.linalg`.
+for latent points.  All covariance algebra is float64 through :mod:`dklfm_explore.linalg`.
 
 Mesh coordinates are passed as a tuple of 1-D tensors, one per mesh dim in the
 order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
@@ -28,7 +28,7 @@ from torch import nn
 from ..errors import InvalidInputError, UnknownNameError
 from .embedding import TaskEmbedding
 from .kernel import BASE_KERNELS, MIN_LENGTHSCALE, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
-from .linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
+from ..linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
 
 __all__ = ["ModelConfig", "DKLFM", "Posterior", "mesh_points"]
 

@@ -10,7 +10,7 @@ import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
-from ..linalg import cholesky as linalg_cholesky
+from ...linalg import cholesky as linalg_cholesky
 from ...systems.base import ForcePrior, System, get_system
 
 BASELINE_JITTER_CAP = 1e-4
@@ -18,7 +18,7 @@ BASELINE_JITTER_CAP = 1e-4
 
 
 def cholesky(matrix: torch.Tensor) -> torch.Tensor:
-    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64) via :func:`dklfm_explore.model.linalg.cholesky`."""
+    """Lower Cholesky factor of ``matrix (..., n, n)`` (float64) via :func:`dklfm_explore.linalg.cholesky`."""
     return linalg_cholesky(matrix, cap=BASELINE_JITTER_CAP)[0]
 
 

@@ -66,8 +66,8 @@ import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
-from ...simulate import make_mesh
 from ...systems.base import System
+from ...systems.mesh import make_mesh
 from ...systems.forces import rbf_covariance
 from ...systems.reaction_diffusion import SERIES_TERMS_PER_POINT, sine_modes
 from ._common import (
