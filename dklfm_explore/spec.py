@@ -106,9 +106,9 @@ class SimulationSpec:
         items = ranges.items() if isinstance(ranges, Mapping) else (ranges or ())
         pairs = []
         for name, bounds in items:
-            low, high = _pair(bounds, f"parameter_ranges[{name!r}]")
-            if low > high:
-                raise InvalidInputError(f"Parameter range {name!r} has low {low:g} above high {high:g}.")
+            low, high = _range(bounds, f"parameter_ranges[{name!r}]")
+            if any(a > b for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (low, high)))):
+                raise InvalidInputError(f"Parameter range {name!r} has low {low} above high {high}.")
             pairs.append((str(name), (low, high)))
         set_("parameter_ranges", tuple(sorted(pairs)))
         if isinstance(self.force_prior, Mapping):
@@ -266,6 +266,25 @@ def _pair(values, name: str) -> tuple[float, float]:
         raise InvalidInputError(f"SimulationSpec.{name} must be two numbers (low, high), got {values!r}.") from None
     if not (math.isfinite(low) and math.isfinite(high)):
         raise InvalidInputError(f"SimulationSpec.{name} must be finite, got ({low}, {high}).")
+    return low, high
+
+
+def _range(values, name: str):
+    """``(low, high)`` of a parameter range: two numbers, or two tuples with one bound per output."""
+    try:
+        low, high = values
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"SimulationSpec.{name} must be (low, high), got {values!r}.") from None
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return _pair((low, high), name)
+    try:
+        low, high = tuple(float(v) for v in low), tuple(float(v) for v in high)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"SimulationSpec.{name} must be two numbers or two tuples of numbers, got {values!r}.") from None
+    if not all(math.isfinite(v) for v in low + high):
+        raise InvalidInputError(f"SimulationSpec.{name} must be finite, got {values!r}.")
+    if len(low) != len(high):
+        raise InvalidInputError(f"SimulationSpec.{name} has {len(low)} lows but {len(high)} highs.")
     return low, high
 
 

@@ -1,6 +1,7 @@
 """Dashboard view models without a browser: set parameters, trigger actions, check state and elements."""
 
 import logging
+import threading
 import sys
 
 import holoviews as hv
@@ -614,3 +615,34 @@ def test_result_table_names_units_and_download_names_the_source():
     assert app.your_data.download_csv.filename == "latent_force_the_bundled_p53_data_5_Gy_transcription.csv"
     assert text.splitlines()[0].startswith("task,time [h],")
     assert max(len(cell) for line in text.splitlines()[1:] for cell in line.split(",")) <= 12  # 6 significant digits
+
+
+def test_a_new_task_set_clears_the_results_of_the_old_one():
+    app = Explorer()
+    app.show("Super-resolution")
+    app.super_resolution.first_job.join(JOB_TIMEOUT_S)
+    assert app.super_resolution.result is not None and not app.super_resolution.fine.is_spatial
+    app.show("System")
+    app.system.system = "transcription-linear"
+    app.system.settings.n_tasks = 20
+    app.taskset.generate_now()
+    # the bundled model is for transcription: nothing to show, and the old result is gone with its plots
+    assert app.super_resolution.result is None and app.super_resolution._grids.object is None
+    assert "trained on *transcription* but the tasks are *transcription-linear*" in app.super_resolution._needs_model[0].object
+
+
+def test_a_result_is_greyed_out_while_it_is_recomputed():
+    from dklfm_explore.ui.inference import FRESH, STALE
+
+    app = Explorer()
+    app.show("Inference")
+    app.inference.first_job.join(JOB_TIMEOUT_S)
+    assert app.inference._latent.styles == FRESH
+    release = threading.Event()
+    model, infer = app.session.model, app.session.model.infer
+    model.infer = lambda *args, **kwargs: release.wait(JOB_TIMEOUT_S) and infer(*args, **kwargs)
+    app.inference.task = 3
+    assert app.inference._latent.styles == STALE
+    release.set()
+    app.inference.first_job.join(JOB_TIMEOUT_S)
+    assert app.inference._latent.styles == FRESH and "test task 3" in app.inference._metrics.object

@@ -21,6 +21,8 @@ ACCENT = "#1f5f8b"
 
 
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+TAB_BAR_CSS = ".bk-headers-wrapper, .bk-headers { flex-wrap: wrap; } .bk-tab { padding: 4px 10px; }"
+"""The tab bar wraps onto a second line on narrow screens instead of cutting tabs off."""
 
 
 OfflineFast = type("Fast", (pn.theme.Fast,), {
@@ -68,7 +70,7 @@ class Explorer(pn.viewable.Viewer):
             if isinstance(section, ModelSection):
                 section.train_for = self.train_for
         self.tabs = pn.Tabs(*((name, pn.Column(self.banners[name], section, sizing_mode="stretch_width")) for name, section in self.sections.items()),
-                            dynamic=True, sizing_mode="stretch_width")
+                            dynamic=True, sizing_mode="stretch_width", stylesheets=[TAB_BAR_CSS])
         self.tabs.param.watch(self._on_tab, "active")
         if start:
             self.start()

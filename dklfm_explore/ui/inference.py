@@ -23,6 +23,10 @@ from .training import STANDARDISED_HELP, TrainingView
 __all__ = ["ModelSection", "ResultSection", "InferenceView", "ExtrapolationView", "SuperResolutionView", "latent_mse",
            "refine_mesh", "baseline_for", "timed_infer", "EXACT_BASELINE_SYSTEMS", "TIMING_REPEATS"]
 
+STALE = {"opacity": "0.35"}
+"""How a result being recomputed is shown: greyed out, so an old plot never reads as the new label's."""
+FRESH = {"opacity": "1"}
+"""A result that is current (an empty style would leave the browser's old opacity in place)."""
 TIMING_REPEATS = 5
 """Inference is timed as the median of this many calls after a first (warm-up) call, whose cost is reported apart."""
 NO_SPEC = ("The task set has no simulation settings (it was loaded from a file without them), so fresh tasks like it "
@@ -120,9 +124,20 @@ class ResultSection(ModelSection):
         self.first_job = BackgroundJob(self)
         self._generation = 0
         self._last_key = None
+        session.param.watch(self._on_state, ["tasks", "model"])
 
+    def _on_state(self, *_):
+        """A new task set or model: the result shown belongs to the old one, so it goes, and comes back recomputed."""
+        self.clear()
+        self.refresh()
+
+    def clear(self) -> None:
+        """Forget the result and empty the result panes."""
+        self.result = None
+        for pane in self.result_panes():
+            pane.object = None
     def result_panes(self) -> list:
-        """The panes greyed out while a result is recomputed."""
+        """The panes that show the result: greyed out while it is recomputed, emptied when it no longer applies."""
         return []
 
     def prepare(self) -> Callable[[], Any] | None:
@@ -156,10 +171,11 @@ class ResultSection(ModelSection):
         generation = self._generation
         compute = self.guard(self.prepare)
         if compute is None:
+            self.clear()
             return
         self.say(self.WORKING)
         for pane in self.result_panes():
-            pane.loading = True
+            pane.styles = STALE
         job = self.first_job = BackgroundJob(self)
 
         def done(outcome):
@@ -170,7 +186,7 @@ class ResultSection(ModelSection):
         def finished():
             if generation == self._generation:
                 for pane in self.result_panes():
-                    pane.loading = False
+                    pane.styles = FRESH
 
         job.start(lambda report, cancelled: compute(), on_progress=lambda _: None, on_done=done, on_finally=finished)
 
@@ -503,7 +519,7 @@ class SuperResolutionView(ResultSection):
         return compute
 
     def result_panes(self) -> list:
-        return [self._grids, self._profiles]
+        return [self._grids, self._profiles, self._detail_title]
 
     def apply(self, outcome) -> None:
         self.fine, self.coarse, self.result = outcome
