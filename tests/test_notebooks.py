@@ -14,7 +14,7 @@ TINY = {
     "01_latent_force_models.ipynb": "N_TASKS = 3\nN_POINTS = 12",
     "02_meta_learning.ipynb": "N_TRAIN = 24\nN_TEST = 3\nN_POINTS = 12\nEPOCHS = 2\nCOMPARE_TASKS = 2\nPER_TASK_ITERATIONS = 20",
     "03_lotka_volterra_extrapolation.ipynb": "N_TRAIN = 16\nN_TEST = 2\nN_POINTS = 20\nEPOCHS = 2",
-    "04_reaction_diffusion_super_resolution.ipynb": "N_TRAIN = 12\nN_TEST = 1\nCOARSE = 9\nFINE = 12\nEPOCHS = 2",
+    "04_reaction_diffusion_super_resolution.ipynb": "N_TRAIN = 12\nN_TEST = 1\nCOARSE = 9\nFINE = 5\nEPOCHS = 2",
     "05_real_data_p53.ipynb": "TRAIN_IF_MISSING_TASKS = 16\nTRAIN_IF_MISSING_EPOCHS = 2",
     "06_your_own_system.ipynb": "N_TRAIN = 12\nN_TEST = 2\nN_POINTS = 12\nEPOCHS = 2",
 }
