@@ -16,8 +16,12 @@ wraps it with validation, I/O, splits, re-meshing and tensor access.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +36,10 @@ from .errors import InvalidInputError
 __all__ = ["TaskSet", "Normaliser", "open_taskset"]
 
 NETCDF_ENGINE = "h5netcdf"
+CHECKSUMMED = {"fletcher32": True}
+"""Storage options of every variable this package writes: a Fletcher-32 checksum per chunk."""
+MAX_DETAIL = 120
+"""An engine's own message is quoted up to this many characters."""
 MIN_STD = 1e-12
 """Standard deviations below this are treated as zero (a constant series) when normalising."""
 
@@ -197,8 +205,18 @@ class TaskSet:
             yield index, self.y(index, device=device), self.f(index, device=device)
 
     def load(self) -> "TaskSet":
-        """Read every variable into memory."""
-        return TaskSet(self.dataset.load())
+        """Read every variable into memory.
+
+        Raises
+        ------
+        InvalidInputError
+            If the file behind a lazily opened task set is damaged (see :func:`reading_netcdf`).
+        """
+        source = Path(self.dataset.encoding.get("source", "the task set's file")).name
+        with reading_netcdf(source):
+            dataset = self.dataset.load()
+        check_simulation_values(dataset, source)
+        return TaskSet(dataset)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
         """Write the task set as netCDF (atomically: a failed write leaves no partial file).
@@ -206,9 +224,34 @@ class TaskSet:
         ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
         """
         path = Path(path)
+        encoding = {
+            name: dict(CHECKSUMMED) for name, variable in self.dataset.variables.items() if variable.ndim and variable.dtype.kind in "biuf"
+        }
         with atomic_write(path, overwrite=overwrite) as partial:
-            self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE)
+            self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE, encoding=encoding)
         return path
+
+
+@contextmanager
+def reading_netcdf(source: str) -> Iterator[None]:
+    """Read netCDF inside this block: a failure becomes one :class:`InvalidInputError` sentence.
+
+    A damaged file can leave the engine's half-opened objects behind, whose clean-up would print
+    "Exception ignored ..." tracebacks later; they are freed here, quietly.  A changed byte in the
+    data of a file this package wrote fails its checksum (:data:`CHECKSUMMED`) and is reported.
+    """
+    try:
+        yield
+    except Exception as error:  # the engines raise many unrelated types for a bad file
+        detail = str(error).splitlines()[0][:MAX_DETAIL] if str(error) else ""
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: None
+        try:
+            traceback.clear_frames(error.__traceback__)
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise InvalidInputError(f"{source} is not a readable netCDF file ({type(error).__name__}: {detail}).") from error
 
 
 def open_taskset(path: str | os.PathLike, *, lazy: bool = True, chunk_tasks: int = 1024) -> TaskSet:
@@ -228,13 +271,32 @@ def open_taskset(path: str | os.PathLike, *, lazy: bool = True, chunk_tasks: int
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"No task set file at {str(path)!r}.")
-    try:
+    with reading_netcdf(path.name):
         dataset = xr.open_dataset(path, engine=NETCDF_ENGINE, chunks={"task": chunk_tasks} if lazy else None)
-    except Exception as error:  # the engines raise many unrelated types for a bad file
-        raise InvalidInputError(f"{path.name} is not a readable netCDF file ({type(error).__name__}: {error}).") from error
+        if not lazy:
+            dataset = dataset.load()
+    _check_package_attrs(dataset, path.name)
     if not lazy:
-        dataset = dataset.load()
+        check_simulation_values(dataset, path.name)
     return TaskSet(dataset)
+
+
+def check_simulation_values(dataset: xr.Dataset, source: str) -> None:
+    """Refuse a simulated task set (it has ``y_clean``) with a missing value: a simulation has none, so a
+    damaged file (its unreadable chunks read as NaN) is caught here."""
+    if "y_clean" not in dataset:
+        return
+    for name in ("y", "y_clean", "f"):
+        if name in dataset and not np.isfinite(dataset[name].values).all():
+            raise InvalidInputError(f"Variable {name!r} of {source} has missing values, which a simulation never has; the file is damaged.")
+
+
+def _check_package_attrs(dataset: xr.Dataset, source: str) -> None:
+    if "settings" in dataset.attrs:
+        try:
+            json.loads(dataset.attrs["settings"])
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"The 'settings' attribute of {source} is damaged (not JSON); simulate the task set again.") from error
 
 
 @dataclass(frozen=True)

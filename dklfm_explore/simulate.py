@@ -15,7 +15,7 @@ import torch
 import xarray as xr
 
 from .atomic import atomic_write
-from .data import TaskSet, open_taskset, settings_json
+from .data import CHECKSUMMED, TaskSet, open_taskset, settings_json
 from .devices import resolve_device
 from .errors import CancelledError, InvalidInputError
 from .systems.base import ForcePrior, Mesh, System, get_system
@@ -250,13 +250,14 @@ class _ChunkWriter:
             if values.dtype.kind in "UO":
                 handle.create_variable(name, (name,), dtype=h5py.string_dtype(), data=values.astype(object))
             else:
-                handle.create_variable(name, (name,), data=values)
+                handle.create_variable(name, (name,), data=values, **CHECKSUMMED)
         for name, variable in dataset.data_vars.items():
             if "task" not in variable.dims:
-                created = handle.create_variable(name, variable.dims, data=variable.values)
+                created = handle.create_variable(name, variable.dims, data=variable.values, **(CHECKSUMMED if variable.ndim else {}))
             else:
                 chunks = (min(1024, self.n_tasks),) + tuple(variable.shape[1:])
-                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks)
+                fill = {"fillvalue": np.nan} if variable.dtype.kind == "f" else {}
+                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks, **CHECKSUMMED, **fill)
             created.attrs.update(variable.attrs)
         handle.attrs.update(self.attrs)
         self.file = handle
