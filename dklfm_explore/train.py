@@ -23,6 +23,7 @@ import torch
 
 from .data import Normaliser, TaskSet
 from .devices import resolve_device
+from .ood import ood_reference
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
 from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig, config_from_dict
 from .model.kernel import MIN_LENGTHSCALE
@@ -402,6 +403,7 @@ def train(
         time_window=(float(train_tasks.time[0]), float(train_tasks.time[-1])),
         space_window=(float(train_tasks.space[0]), float(train_tasks.space[-1])) if train_tasks.is_spatial else None,
         latent_std_scale=std_scale,
+        ood_reference=None if validation_tasks is None else ood_reference(model, normaliser, validation_tasks),
     )
 
 

@@ -23,6 +23,7 @@ from .data import MIN_STD, Normaliser, TaskSet
 from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError
 from .model.dklfm import DKLFM, ModelConfig
+from .ood import annotate as annotate_ood
 from .train import TrainingConfig
 
 __all__ = ["TrainedModel", "load_model", "CHECKPOINT_FORMAT_VERSION", "TIME_MAPPINGS", "OUTPUT_SCALINGS"]
@@ -66,6 +67,9 @@ class TrainedModel:
     time_window : (float, float)
         Training time range, in the system's time unit.
     space_window : (float, float) or None
+    ood_reference : dict or None
+        The out-of-distribution score's distribution over the validation tasks
+        (:func:`~dklfm_explore.ood.ood_reference`); None for models trained with fewer than 50 validation tasks (then no score).
     latent_std_scale : float
         Post-hoc calibration: :meth:`infer` multiplies the GP's latent predictive std by it (chosen
         on the validation tasks by :func:`~dklfm_explore.train.latent_std_calibration`; 1 = none).
@@ -74,7 +78,7 @@ class TrainedModel:
 
     def __init__(self, module: DKLFM, normaliser: Normaliser, system_name: str, output_names, config: TrainingConfig,
                  model_config: ModelConfig, history: list[dict], time_window, space_window=None,
-                 latent_std_scale: float = 1.0):
+                 latent_std_scale: float = 1.0, ood_reference: dict | None = None):
         if not float(latent_std_scale) > 0:
             raise InvalidInputError(f"latent_std_scale must be positive, got {latent_std_scale}.")
         self.module = module.eval()
@@ -87,6 +91,7 @@ class TrainedModel:
         self.time_window = tuple(float(v) for v in time_window)
         self.space_window = None if space_window is None else tuple(float(v) for v in space_window)
         self.latent_std_scale = float(latent_std_scale)
+        self.ood_reference = ood_reference
 
     def __repr__(self) -> str:
         return (f"<TrainedModel {self.system_name or 'custom'}: {len(self.output_names)} outputs, "
@@ -136,7 +141,8 @@ class TrainedModel:
             ``latent_mean``, ``latent_std`` ``(task, [space,] time)``; ``output_mean``, ``output_std``
             ``(task, output, [space,] time)``.  Standard deviations are predictive (they include the
             learned noise ``sigma_f``, ``sigma_y``); the latent one is multiplied by ``latent_std_scale``.  attrs: ``infer_ms_per_task``, ``device``,
-            ``time_mapping``, ``output_scaling``, ``system``.
+            ``time_mapping``, ``output_scaling``, ``system``.  With the model's ``ood_reference``, also
+            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).
 
         Raises
         ------
@@ -148,6 +154,8 @@ class TrainedModel:
         -----
         ExtrapolationWarning
             If the query leaves the training window by more than 10% of its length.
+        OutOfDistributionWarning
+            Naming the tasks whose outputs are unlike the validation tasks'.
         """
         if not isinstance(tasks, TaskSet):
             raise InvalidInputError(f"infer() needs a TaskSet, got {type(tasks).__name__}.")
@@ -220,7 +228,7 @@ class TrainedModel:
             coords_out["space"] = query_space.numpy()
         latent_unit = tasks.dataset.attrs.get("latent_unit", "")
         output_unit = tasks.dataset.attrs.get("output_unit", "")
-        return xr.Dataset(
+        result = xr.Dataset(
             {
                 "latent_mean": (("task",) + mesh_dims, self.normaliser.inverse_f(latent_mean).numpy(), {"units": latent_unit}),
                 "latent_std": (("task",) + mesh_dims, self.normaliser.inverse_f(latent_var, variance=True).sqrt().numpy(), {"units": latent_unit}),
@@ -236,6 +244,7 @@ class TrainedModel:
                 "system": self.system_name,
             },
         )
+        return annotate_ood(result, self.module, self.ood_reference, coords, y_standard, output_scaling)
 
     def _time_map(self, user_time: torch.Tensor, mapping: str):
         """Affine map from the user's time axis to the training time axis (system units)."""
@@ -268,6 +277,7 @@ class TrainedModel:
             "space_window": None if self.space_window is None else list(self.space_window),
             "history": self.history,
             "latent_std_scale": self.latent_std_scale,
+            "ood_reference": self.ood_reference,
         }
         with atomic_write(path, overwrite=overwrite) as partial:
             torch.save(payload, partial)
@@ -325,6 +335,7 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         time_window=payload["time_window"],
         space_window=payload["space_window"],
         latent_std_scale=payload.get("latent_std_scale", 1.0),
+        ood_reference=payload.get("ood_reference"),
     )
 
 

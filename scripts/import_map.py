@@ -27,9 +27,9 @@ PACKAGE = "dklfm_explore"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "devices", "runtime", "atomic", "linalg", "quadrature", "spec"),
     ("systems",),
-    ("data", "simulate", "metrics", "verdict"),
+    ("data", "simulate", "metrics", "verdict", "ood"),
     ("model",),
-    ("config", "checkpoint", "trained", "train", "io", "measurements", "bench", "datasets", "plots"),
+    ("config", "checkpoint", "trained", "train", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design"),
     ("cli", "ui"),
 )
 """Layers from the bottom up, by the module's path below the package (first segment)."""
