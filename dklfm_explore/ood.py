@@ -30,7 +30,7 @@ import xarray as xr
 from .data import MIN_STD, Normaliser, TaskSet
 from .errors import OutOfDistributionWarning
 
-__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "ood_scores", "annotate"]
+__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "ood_scores", "annotate", "ood_sentence"]
 
 OOD_QUANTILE = 0.99
 """Fraction of the validation tasks whose score lies within the flagging threshold."""
@@ -168,3 +168,13 @@ def annotate(result: xr.Dataset, module, reference: dict | None, coords, y: torc
             f"{len(names)} task(s) look unlike the model's validation tasks (score beyond their 99th percentile): {shown}."),
             stacklevel=stacklevel)
     return result
+
+
+def ood_sentence(result: xr.Dataset) -> str:
+    """One sentence naming an inference result's flagged tasks with their scores; "" when none is flagged or it has no score."""
+    if "out_of_distribution" not in result or not result["out_of_distribution"].values.any():
+        return ""
+    flagged = result["out_of_distribution"].values
+    named = [f"{name} ({score:.1f})" for name, score in zip(result["task"].values[flagged], result["ood_score"].values[flagged])]
+    return (f"Out of distribution: {', '.join(named[:10])}{' and more' if len(named) > 10 else ''} look unlike the "
+            f"model's validation tasks (score above 1 = beyond their 99th percentile); treat the inference with care.")

@@ -8,6 +8,7 @@ import pytest
 from dklfm_explore import simulate
 from dklfm_explore.data import TaskSet
 from dklfm_explore.errors import OutOfDistributionWarning
+from dklfm_explore.ood import ood_sentence
 from dklfm_explore.model import ModelConfig
 from dklfm_explore.systems import get_system
 from dklfm_explore.train import TrainingConfig, train
@@ -79,3 +80,17 @@ def test_reference_survives_a_checkpoint_and_old_ones_have_no_score(model, tmp_p
     np.testing.assert_allclose(loaded.infer(tasks)["ood_score"].values, model.infer(tasks)["ood_score"].values, rtol=1e-9)
     loaded.ood_reference = None
     assert "ood_score" not in loaded.infer(tasks)
+
+
+def test_sentence_names_flagged_tasks_and_is_empty_otherwise(model):
+    tasks = simulate("transcription", 3, n_points=N_POINTS, n_outputs=N_OUTPUTS, seed=7)
+    constant = _replace_y(tasks, np.full(tasks.dataset["y"].shape, 0.7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutOfDistributionWarning)
+        flagged = model.infer(constant)
+    names = [str(n) for n in constant.dataset["task"].values]
+    assert ood_sentence(flagged).startswith(f"Out of distribution: {names[0]} (")
+    assert all(name in ood_sentence(flagged) for name in names)
+    clean = flagged.copy()
+    clean["out_of_distribution"] = ("task", np.zeros(3, dtype=bool))
+    assert ood_sentence(clean) == "" and ood_sentence(flagged.drop_vars(["ood_score", "out_of_distribution"])) == ""
