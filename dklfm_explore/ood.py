@@ -30,7 +30,7 @@ import xarray as xr
 from .data import MIN_STD, Normaliser, TaskSet
 from .errors import OutOfDistributionWarning
 
-__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "ood_scores", "annotate", "ood_sentence"]
+__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "reference_from_standardised", "ood_scores", "annotate", "ood_sentence"]
 
 OOD_QUANTILE = 0.99
 """Fraction of the validation tasks whose score lies within the flagging threshold."""
@@ -88,20 +88,28 @@ def ood_reference(module, normaliser: Normaliser, validation_tasks: TaskSet) -> 
         distance's quantile), ``n_tasks``.  Lists and floats only, so that a checkpoint loads it safely.
         None with fewer than :data:`MIN_REFERENCE_TASKS` validation tasks (inference then has no score).
     """
-    if validation_tasks.n_tasks < MIN_REFERENCE_TASKS:
-        return None
     device = module.latent_mean.device
     coords = (normaliser.transform_time(validation_tasks.time),)
     if validation_tasks.is_spatial:
         coords = (normaliser.transform_space(validation_tasks.space),) + coords
-    coords = tuple(c.to(device) for c in coords)
     y = validation_tasks.y()
     mean, std = normaliser.y_stats(y)
-    standardised = {"training": (y - mean) / std, "self": _each_task_standardised(y)}
+    return reference_from_standardised(module, tuple(c.to(device) for c in coords), ((y - mean) / std).to(device))
+
+
+def reference_from_standardised(module, coords, y: torch.Tensor) -> dict | None:
+    """:func:`ood_reference` from validation outputs already standardised by the training statistics.
+
+    ``coords``: normalised mesh; ``y (task, output, *mesh)`` on the module's device.  The ``"self"``
+    reference standardises each task by itself, which gives the same curves from these as from the raw ones.
+    """
+    if y.shape[0] < MIN_REFERENCE_TASKS:
+        return None
+    standardised = {"training": y, "self": _each_task_standardised(y)}
     tail = (1 - OOD_QUANTILE) / 4
     reference = {}
     for scaling, values in standardised.items():
-        nll = output_nll(module, coords, values.to(device)).numpy()
+        nll = output_nll(module, coords, values).numpy()
         summary = summary_statistics(values, scaling)
         centre = summary.mean(0)
         covariance = torch.atleast_2d(torch.cov(summary.T))
