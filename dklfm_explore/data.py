@@ -10,7 +10,8 @@ A task set is an :class:`xarray.Dataset` with dims ``task``, ``output``,
     <param>  (task,) or (task, output)       kinetic parameters, force hyperparameters
 
 and attrs ``system``, ``time_unit``, ``output_unit``, ``latent_unit``,
-``noise_level``, ``settings`` (JSON) and ``package_version``.  :class:`TaskSet`
+``noise_level``, ``spec`` (JSON of the :class:`~dklfm_explore.spec.SimulationSpec`; older files:
+``settings``) and ``package_version``.  :class:`TaskSet`
 wraps it with validation, I/O, splits, re-meshing and tensor access.
 """
 
@@ -32,6 +33,7 @@ import xarray as xr
 
 from .atomic import atomic_write
 from .errors import InvalidInputError
+from .spec import LEGACY_SETTINGS_ATTR, SPEC_ATTR, SimulationSpec
 
 __all__ = ["TaskSet", "Normaliser", "open_taskset"]
 
@@ -76,6 +78,33 @@ class TaskSet:
     def system_name(self) -> str:
         """Name of the system that simulated the tasks ('' for measurements)."""
         return str(self.dataset.attrs.get("system", ""))
+
+    @property
+    def spec(self) -> SimulationSpec | None:
+        """The :class:`SimulationSpec` that simulated these tasks, from the attrs (None for measurements).
+
+        Read from the ``spec`` attribute, or from the ``settings`` of files written before the
+        spec existed (their explicit meshes are taken from the file's coordinates).
+
+        Raises
+        ------
+        InvalidInputError
+            If the stored spec is not valid.
+        """
+        attrs = self.dataset.attrs
+        if attrs.get(SPEC_ATTR):
+            return SimulationSpec.from_json(attrs[SPEC_ATTR])
+        raw = attrs.get(LEGACY_SETTINGS_ATTR)
+        if not raw or not self.system_name:
+            return None
+        try:
+            settings = json.loads(raw)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"The task set's settings attribute is not valid JSON ({error}).") from error
+        return SimulationSpec.from_legacy_settings(
+            self.system_name, settings, n_outputs=self.n_outputs, time=self.dataset["time"].values,
+            space=self.dataset["space"].values if self.is_spatial else None,
+        )
 
     @property
     def n_tasks(self) -> int:
@@ -350,6 +379,31 @@ class Normaliser:
             mesh_dims=2 if tasks.is_spatial else 1,
         )
 
+    @classmethod
+    def fit_tensors(cls, y: torch.Tensor, f: torch.Tensor, time: torch.Tensor, space: torch.Tensor | None = None) -> "Normaliser":
+        """Fit on tensors ``y (task, output, [space,] time)``, ``f (task, [space,] time)`` as :meth:`fit` does on a task set."""
+        per_output = y.detach().to(torch.float64).transpose(0, 1).reshape(y.shape[1], -1).cpu()
+        observed = ~torch.isnan(per_output)
+        count = observed.sum(-1).clamp_min(1)
+        y_mean = torch.nan_to_num(per_output).sum(-1) / count
+        centred = torch.where(observed, per_output - y_mean[:, None], torch.zeros_like(per_output))
+        y_std = (centred.pow(2).sum(-1) / count).sqrt()
+        latent = f.detach().to(torch.float64).reshape(-1).cpu()
+        latent = latent[~torch.isnan(latent)]
+        f_mean = float(latent.mean()) if latent.numel() else 0.0
+        f_std = float(latent.std(correction=0)) if latent.numel() else 1.0
+        return cls(
+            y_mean=tuple(float(v) for v in y_mean),
+            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std.tolist()),
+            f_mean=f_mean,
+            f_std=max(f_std, MIN_STD),
+            time_offset=float(time[0]),
+            time_scale=float(max(time[-1] - time[0], MIN_STD)),
+            space_offset=float(space[0]) if space is not None else 0.0,
+            space_scale=float(max(space[-1] - space[0], MIN_STD)) if space is not None else 1.0,
+            mesh_dims=2 if space is not None else 1,
+        )
+
     def y_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-output mean and std shaped ``(output, 1[, 1])`` to broadcast over ``(..., output, [space,] time)``."""
         shape = (-1,) + (1,) * self.mesh_dims
@@ -386,7 +440,3 @@ class Normaliser:
     def from_dict(cls, values: dict) -> "Normaliser":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
-
-def settings_json(settings: dict) -> str:
-    """Serialise settings for a netCDF attribute (netCDF attrs cannot hold dicts)."""
-    return json.dumps(settings, sort_keys=True, default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value))

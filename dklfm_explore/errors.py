@@ -17,6 +17,7 @@ __all__ = [
     "CancelledError",
     "ExtrapolationWarning",
     "OutOfDistributionWarning",
+    "NotLearnedWarning",
 ]
 
 
@@ -63,6 +64,10 @@ class ExtrapolationWarning(UserWarning):
 
 class OutOfDistributionWarning(UserWarning):
     """A task's outputs are unlike the validation tasks the model was trained with (:mod:`dklfm_explore.ood`)."""
+
+
+class NotLearnedWarning(UserWarning):
+    """A model whose verdict says it did not learn is used for inference."""
 
 
 class CancelledError(DKLFMError):

@@ -124,3 +124,4 @@ def test_bad_input_is_refused_with_one_sentence(tasks):
         state_space_posterior(simulate("reaction-diffusion", 1, grid=(5, 5), seed=0), iterations=0)
     with pytest.raises(InvalidInputError, match="Unknown kinetic"):
         state_space_posterior(tasks, parameters={"decay": 1.0}, iterations=0)
+

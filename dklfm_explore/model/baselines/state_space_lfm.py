@@ -130,7 +130,7 @@ class _Drift:
 
     def __init__(self, system: ODESystem, link, parameters: dict, F: torch.Tensor, mean: torch.Tensor, n_states: int):
         self.system, self.link, self.parameters, self.F, self.mean, self.S = system, link, parameters, F, mean, n_states
-        self.linear_in_state = isinstance(system, Transcription)
+        self.linear_in_state = type(system).rhs is Transcription.rhs
 
     def __call__(self, t, x: torch.Tensor) -> torch.Tensor:
         y, xf = x[:, : self.S], x[:, self.S:]
