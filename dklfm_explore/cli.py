@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="how the measured time axis maps onto the training window (default: shift)")
     infer.add_argument("--device", default="auto")
 
+    design = commands.add_parser("design", help="rank where one more measurement would shrink the latent force's uncertainty most")
+    design.add_argument("model", type=Path, help="checkpoint (.pt)")
+    design.add_argument("measurements", type=Path, help="CSV or netCDF measurements")
+    design.add_argument("--next", type=int, default=3, metavar="K", help="how many measurements to plan, greedily (default 3)")
+    design.add_argument("--candidates", type=float, nargs="+", metavar="TIME",
+                        help="candidate times (default: 101 evenly spaced over the measured range; the grid points for space x time)")
+    design.add_argument("--task", default=None, help="which task (replicate) to plan for (default: the first)")
+    design.add_argument("--out", type=Path, help="also write the plan as CSV")
+    design.add_argument("--time-mapping", choices=("shift", "scale", "none"), default="shift")
+    design.add_argument("--device", default="auto")
+
     info = commands.add_parser("info", help="describe a checkpoint or a task set")
     info.add_argument("path", type=Path)
 
@@ -94,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"dklfm: warning: {message}", file=sys.stderr)
     tune_allocator()
     try:
-        handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "bench": _bench}[args.command]
+        handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "design": _design, "bench": _bench}[args.command]
         status = handler(args)
     except DKLFMError as error:
         print(f"dklfm {args.command}: error: {error}", file=sys.stderr)
@@ -223,6 +234,27 @@ def _infer(args) -> None:
     write_result(result, args.out)
     print(f"wrote {args.out}: latent force of {result.sizes['task']} task(s) on {result.sizes['time']} time point(s), "
           f"{result.attrs.get('infer_ms_per_task', float('nan')):.2f} ms per task")
+
+
+def _design(args) -> None:
+    from .design import next_measurements
+    from .io import load_measurements
+    from .trained import load_model
+
+    if args.out is not None:
+        _check_output_path(args.out, (".csv",))
+    model = load_model(args.model, device=args.device)
+    tasks = load_measurements(args.measurements, expected_outputs=list(model.output_names))
+    names = [str(name) for name in tasks.dataset["task"].values]
+    if args.task is not None and args.task not in names:
+        raise InvalidInputError(f"No task {args.task!r} in {args.measurements.name}; its tasks are {', '.join(names)}.")
+    index = 0 if args.task is None else names.index(args.task)
+    plan = next_measurements(model, tasks, args.next, args.candidates, task=index, time_mapping=args.time_mapping)
+    print(f"next measurements for task {names[index]} (latent variance reduction, averaged over the window):")
+    print(plan.to_string(index=False))
+    if args.out is not None:
+        plan.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
 
 
 def _info(args) -> None:

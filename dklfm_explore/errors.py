@@ -15,6 +15,7 @@ __all__ = [
     "DeviceError",
     "CancelledError",
     "ExtrapolationWarning",
+    "OutOfDistributionWarning",
     "NotLearnedWarning",
 ]
 
@@ -54,6 +55,10 @@ class DeviceError(DKLFMError, ValueError):
 
 class ExtrapolationWarning(UserWarning):
     """A query lies outside the inputs the model was trained on."""
+
+
+class OutOfDistributionWarning(UserWarning):
+    """A task's outputs are unlike the validation tasks the model was trained with (:mod:`dklfm_explore.ood`)."""
 
 
 class NotLearnedWarning(UserWarning):

@@ -29,6 +29,7 @@ import torch
 from .config import STOP_REASONS, TrainingConfig, TrainingProgress
 from .data import Normaliser, TaskSet
 from .devices import resolve_device
+from .ood import reference_from_standardised
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
 from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
@@ -269,6 +270,7 @@ def train(
         module=model, normaliser=data.normaliser, system_name=data.system_name, output_names=data.output_names,
         config=config, model_config=model_config, history=history, time_window=data.time_window,
         space_window=data.space_window, latent_std_scale=std_scale, verdict=verdict,
+        ood_reference=None if data.validation is None else reference_from_standardised(model, data.validation.coords, data.validation.y),
         provenance=dict(data.provenance, steps=run.step, tasks_seen=run.tasks_seen),
     )
 

@@ -25,6 +25,7 @@ from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError, NotLearnedWarning
 from .model.dklfm import DKLFM, ModelConfig
+from .ood import annotate as annotate_ood
 from .result import result_dataset
 from .standardise import TIME_MAPPINGS, Standardised, TimeMap, standardise, standardise_coords, unstandardise
 from .verdict import Verdict
@@ -56,6 +57,9 @@ class TrainedModel:
     time_window : (float, float)
         Training time range, in the system's time unit.
     space_window : (float, float) or None
+    ood_reference : dict or None
+        The out-of-distribution score's distribution over the validation tasks
+        (:func:`~dklfm_explore.ood.ood_reference`); None for models trained with fewer than 50 validation tasks (then no score).
     latent_std_scale : float
         Post-hoc calibration: :meth:`infer` multiplies the GP's latent predictive std by it (chosen
         on the validation tasks by :func:`~dklfm_explore.train.latent_std_calibration`; 1 = none).
@@ -70,7 +74,8 @@ class TrainedModel:
 
     def __init__(self, module: DKLFM, normaliser: Normaliser, system_name: str, output_names, config: TrainingConfig,
                  model_config: ModelConfig, history: list[dict], time_window, space_window=None,
-                 latent_std_scale: float = 1.0, verdict: Verdict | None = None, provenance: dict | None = None):
+                 latent_std_scale: float = 1.0, verdict: Verdict | None = None, provenance: dict | None = None,
+                 ood_reference: dict | None = None):
         if not float(latent_std_scale) > 0:
             raise InvalidInputError(f"latent_std_scale must be positive, got {latent_std_scale}.")
         self.module = module.eval()
@@ -83,6 +88,7 @@ class TrainedModel:
         self.time_window = tuple(float(v) for v in time_window)
         self.space_window = None if space_window is None else tuple(float(v) for v in space_window)
         self.latent_std_scale = float(latent_std_scale)
+        self.ood_reference = ood_reference
         self.verdict = verdict
         self.provenance = provenance
 
@@ -139,7 +145,8 @@ class TrainedModel:
             ``latent_mean``, ``latent_std`` ``(task, [space,] time)``; ``output_mean``, ``output_std``
             ``(task, output, [space,] time)``.  Standard deviations are predictive (they include the
             learned noise ``sigma_f``, ``sigma_y``); the latent one is multiplied by ``latent_std_scale``.  attrs: ``infer_ms_per_task``, ``device``,
-            ``time_mapping``, ``output_scaling``, ``system``.
+            ``time_mapping``, ``output_scaling``, ``system``.  With the model's ``ood_reference``, also
+            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).
 
         Raises
         ------
@@ -151,6 +158,8 @@ class TrainedModel:
         -----
         ExtrapolationWarning
             If the query leaves the training window by more than 10% of its length.
+        OutOfDistributionWarning
+            Naming the tasks whose outputs are unlike the validation tasks'.
         NotLearnedWarning
             If the model's verdict says it did not learn.
         """
@@ -166,7 +175,8 @@ class TrainedModel:
         latent_var = latent_var * self.latent_std_scale**2
         attrs = {"infer_ms_per_task": elapsed_ms / tasks.n_tasks, "device": str(self.device), "time_mapping": time_mapping,
                  "output_scaling": output_scaling, "system": self.system_name}
-        return result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
+        result = result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
+        return annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
 
     def _check_tasks(self, tasks: TaskSet) -> None:
         """Raise InvalidInputError unless ``tasks`` have this model's outputs and mesh dimension."""
@@ -235,6 +245,7 @@ class TrainedModel:
             "space_window": None if self.space_window is None else list(self.space_window),
             "history": self.history,
             "latent_std_scale": self.latent_std_scale,
+            "ood_reference": self.ood_reference,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "provenance": self.provenance,
         }
@@ -281,6 +292,7 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         time_window=payload["time_window"],
         space_window=payload["space_window"],
         latent_std_scale=payload.get("latent_std_scale", 1.0),
+        ood_reference=payload.get("ood_reference"),
         verdict=verdict,
         provenance=provenance,
     )

@@ -114,3 +114,18 @@ def test_bench_runs_the_packaged_harness_from_any_folder(tmp_path, monkeypatch, 
     assert exit_info.value.code == 2 and "unknown families ['nope']" in capsys.readouterr().err
     assert sys.path == path_before, "dklfm bench must not put the working directory on sys.path"
     assert "benchmarks.harness" not in sys.modules or sys.modules["benchmarks.harness"].main.__module__ == "dklfm_explore.bench.harness"
+
+
+def test_design_prints_and_writes_distinct_next_times_within_the_candidates(trained, tmp_path, capsys):
+    _, model = trained
+    measurements = tmp_path / "genes.csv"
+    measurements.write_text(example_csv("transcription"))
+    out = tmp_path / "plan.csv"
+    candidates = ["1.5", "2.5", "4.5", "7.5", "10.5"]
+    assert main(["design", str(model), str(measurements), "--next", "3", "--candidates", *candidates, "--out", str(out)]) == 0
+    plan = pd.read_csv(out)
+    assert list(plan["rank"]) == [1, 2, 3] and len(set(plan["time"])) == 3
+    assert set(plan["time"]) <= {float(c) for c in candidates}
+    assert (plan["variance_reduction"] > 0).all() and "next measurements" in capsys.readouterr().out
+    assert main(["design", str(model), str(measurements), "--next", "9", "--candidates", *candidates]) == 2
+    assert "between 1 and the number of candidates" in capsys.readouterr().err

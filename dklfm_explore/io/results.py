@@ -24,7 +24,8 @@ def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.
     """Flatten an inference result into one row per (task, [space,] time).
 
     Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
-    then ``<output>_mean`` and ``<output>_std`` for each output; with ``units`` (keys ``time``,
+    then ``<output>_mean`` and ``<output>_std`` for each output, then the task's ``ood_score`` and
+    ``out_of_distribution`` when the result has them; with ``units`` (keys ``time``,
     ``space``, ``latent``, ``output``) a known unit follows each name in brackets, ``time [h]``.
     """
     table = result[["latent_mean", "latent_std"]].to_dataframe()
@@ -33,6 +34,9 @@ def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.
             column = result[f"output_{stat}"].sel(output=name, drop=True)
             table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
     table = table.reset_index()
+    for name in ("ood_score", "out_of_distribution"):
+        if name in result:
+            table[name] = table["task"].map(result[name].to_series())
     units = {k: v for k, v in (units or {}).items() if v}
     if units:
         def named(column: str) -> str:

@@ -15,6 +15,7 @@ from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
 from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
+from ..ood import ood_sentence
 from .inference import ModelSection, latent_mse, refine_mesh
 from .session import Session
 from .training import TrainingView
@@ -155,7 +156,8 @@ class YourDataView(ModelSection):
                 f"{self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series.")
         if self.tasks.has_latent:
             line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g} ({self.tasks.dataset.attrs.get('latent_unit') or 'force units'} squared)."
-        self._summary.object = line
+        warning = ood_sentence(self.result)
+        self._summary.object = line + (f" **{warning}**" if warning else "")
         if self.tasks.is_spatial:
             self._all.object = None
             self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)

@@ -1,0 +1,188 @@
+"""Is this data like what the model was trained on?  An out-of-distribution score per task.
+
+A task's score combines two parts, each measured against its distribution over the validation
+tasks, which :func:`ood_reference` records at training time for each output scaling
+(``"training"``: the training set's statistics; ``"self"``: each task standardised by its own
+mean/std, as uploaded measurements are):
+
+- the outputs' negative log marginal likelihood under the model per observed point,
+  ``-log N(y | mu_y, K_yy + sigma_y^2 I) / n`` (the embedding is the task's own), two-sided:
+  curves too unlikely (another system, pure noise) and too likely (constant ones, which a smooth GP
+  explains better than any real task) are both unusual;
+- the Mahalanobis distance of simple summary statistics of the curves (per output: roughness, and
+  under the training scaling their level and spread), which catches curves the GP explains
+  well but that no training task resembled (kinetics far outside the training ranges).
+
+Each part is scaled so that 1 is its validation quantile (the likelihood's 0.25% and 99.75%, the
+distance's 99.5%), and ``ood_score`` is the larger: above 1 the task is flagged, which about 1% of
+tasks like the validation ones are.  With fewer than a few hundred validation tasks those quantiles
+are close to the validation extremes and the in-distribution flag rate is nearer ``2 / n_tasks``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .data import MIN_STD, Normaliser, TaskSet
+from .errors import OutOfDistributionWarning
+
+__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "reference_from_standardised", "ood_scores", "annotate", "ood_sentence"]
+
+OOD_QUANTILE = 0.99
+"""Fraction of the validation tasks whose score lies within the flagging threshold."""
+MIN_REFERENCE_TASKS = 50
+"""Fewest validation tasks :func:`ood_reference` accepts: with fewer, a 99% bound is little more than their extremes."""
+CHUNK = 256
+"""Tasks scored at once."""
+
+
+def output_nll(module, coords, y: torch.Tensor) -> torch.Tensor:
+    """Negative log marginal likelihood per observed point of each task's outputs ``y (task, output, *mesh)``
+    (standardised, NaN = missing) on the normalised mesh ``coords``: Tensor ``(task,)`` float64, CPU."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, y.shape[0], CHUNK):
+            chunk = y[start : start + CHUNK]
+            no_latent = torch.full((chunk.shape[0],) + tuple(chunk.shape[2:]), float("nan"), dtype=chunk.dtype, device=chunk.device)
+            parts.append(module.loss_terms(coords, chunk, no_latent)[1].cpu())
+    return torch.cat(parts)
+
+
+def summary_statistics(y: torch.Tensor, scaling: str) -> torch.Tensor:
+    """Per task and output: log roughness (mean squared step along time over the variance; scale-free), and with
+    ``scaling="training"`` also the mean and log std of the standardised curve.
+
+    Parameters
+    ----------
+    y : Tensor (task, output, *mesh)
+        Standardised, NaN = missing.
+
+    Returns
+    -------
+    Tensor (task, statistic) float64, CPU
+    """
+    y = y.cpu()
+    flat = y.reshape(y.shape[0], y.shape[1], -1)
+    mean = flat.nanmean(-1)
+    variance = (flat - mean[..., None]).pow(2).nanmean(-1).clamp_min(MIN_STD**2)
+    step = torch.diff(y, dim=-1).reshape(y.shape[0], y.shape[1], -1).pow(2).nanmean(-1)
+    columns = [torch.log(torch.nan_to_num(step, nan=0.0).clamp_min(MIN_STD**2) / variance)]
+    if scaling == "training":
+        columns += [torch.nan_to_num(mean), 0.5 * torch.log(variance)]
+    return torch.cat(columns, -1)
+
+
+def ood_reference(module, normaliser: Normaliser, validation_tasks: TaskSet) -> dict | None:
+    """Distribution of the score's parts over ``validation_tasks`` (on the training time axis), to store with the model.
+
+    Returns
+    -------
+    dict
+        ``{scaling: {...}}`` for ``"training"`` and ``"self"``: ``nll_low``, ``nll_median``, ``nll_high`` (the
+        central :data:`OOD_QUANTILE` half-tail quantiles of the per-point NLL), ``summary_mean`` and
+        ``summary_precision`` (of :func:`summary_statistics`), ``summary_threshold`` (their Mahalanobis
+        distance's quantile), ``n_tasks``.  Lists and floats only, so that a checkpoint loads it safely.
+        None with fewer than :data:`MIN_REFERENCE_TASKS` validation tasks (inference then has no score).
+    """
+    device = module.latent_mean.device
+    coords = (normaliser.transform_time(validation_tasks.time),)
+    if validation_tasks.is_spatial:
+        coords = (normaliser.transform_space(validation_tasks.space),) + coords
+    y = validation_tasks.y()
+    mean, std = normaliser.y_stats(y)
+    return reference_from_standardised(module, tuple(c.to(device) for c in coords), ((y - mean) / std).to(device))
+
+
+def reference_from_standardised(module, coords, y: torch.Tensor) -> dict | None:
+    """:func:`ood_reference` from validation outputs already standardised by the training statistics.
+
+    ``coords``: normalised mesh; ``y (task, output, *mesh)`` on the module's device.  The ``"self"``
+    reference standardises each task by itself, which gives the same curves from these as from the raw ones.
+    """
+    if y.shape[0] < MIN_REFERENCE_TASKS:
+        return None
+    standardised = {"training": y, "self": _each_task_standardised(y)}
+    tail = (1 - OOD_QUANTILE) / 4
+    reference = {}
+    for scaling, values in standardised.items():
+        nll = output_nll(module, coords, values).numpy()
+        summary = summary_statistics(values, scaling)
+        centre = summary.mean(0)
+        covariance = torch.atleast_2d(torch.cov(summary.T))
+        ridge = 1e-6 * float(torch.diagonal(covariance).mean().clamp_min(1e-12))
+        precision = torch.linalg.inv(covariance + ridge * torch.eye(covariance.shape[0], dtype=covariance.dtype))
+        distance = _mahalanobis(summary, centre, precision)
+        low, median, high = (float(v) for v in np.quantile(nll, [tail, 0.5, 1 - tail]))
+        reference[scaling] = {
+            "nll_low": low, "nll_median": median, "nll_high": high,
+            "summary_mean": centre.tolist(), "summary_precision": precision.tolist(),
+            "summary_threshold": float(np.quantile(distance.numpy(), 1 - 2 * tail)), "n_tasks": int(nll.size),
+        }
+    return reference
+
+
+def _mahalanobis(summary: torch.Tensor, centre: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    centred = summary - centre
+    return ((centred @ precision) * centred).sum(-1).clamp_min(0.0).sqrt()
+
+
+def _each_task_standardised(y: torch.Tensor) -> torch.Tensor:
+    """``y (task, output, *mesh)`` with each task's outputs standardised by their own mean/std over the mesh, NaN ignored."""
+    flat = y.reshape(y.shape[0], y.shape[1], -1)
+    observed = ~torch.isnan(flat)
+    count = observed.sum(-1, keepdim=True).clamp_min(1)
+    mean = torch.nan_to_num(flat).sum(-1, keepdim=True) / count
+    centred = torch.where(observed, flat - mean, torch.zeros_like(flat))
+    std = (centred.pow(2).sum(-1, keepdim=True) / (count - 1).clamp_min(1)).sqrt().clamp_min(MIN_STD)
+    return ((flat - mean) / std).reshape(y.shape)
+
+
+def ood_scores(module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str) -> torch.Tensor | None:
+    """The largest of the score's parts, each 1 at its validation threshold: Tensor ``(task,)``.
+
+    None when the model has no reference (checkpoints written before it existed).
+    """
+    if not reference or output_scaling not in reference:
+        return None
+    stats = reference[output_scaling]
+    nll = output_nll(module, coords, y)
+    above = (nll - stats["nll_median"]) / max(stats["nll_high"] - stats["nll_median"], 1e-12)
+    below = (stats["nll_median"] - nll) / max(stats["nll_median"] - stats["nll_low"], 1e-12)
+    summary = summary_statistics(y, output_scaling)
+    centre = torch.tensor(stats["summary_mean"], dtype=summary.dtype)
+    precision = torch.tensor(stats["summary_precision"], dtype=summary.dtype)
+    distance = _mahalanobis(summary, centre, precision) / max(stats["summary_threshold"], 1e-12)
+    return torch.stack([above, below, distance]).amax(0)
+
+
+def annotate(result: xr.Dataset, module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str,
+             *, stacklevel: int = 3) -> xr.Dataset:
+    """Add ``ood_score`` and ``out_of_distribution`` ``(task,)`` to an inference ``result`` (unchanged without a
+    ``reference``); warn naming the flagged tasks.  ``coords``, ``y``, ``output_scaling``: as the result was conditioned."""
+    scores = ood_scores(module, reference, coords, y, output_scaling)
+    if scores is None:
+        return result
+    flagged = scores.numpy() > 1.0
+    result["ood_score"] = ("task", scores.numpy(), {"description": "above 1: outside the central 99% of the validation tasks"})
+    result["out_of_distribution"] = ("task", flagged)
+    if flagged.any():
+        names = [str(name) for name in result["task"].values[flagged]]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        warnings.warn(OutOfDistributionWarning(
+            f"{len(names)} task(s) look unlike the model's validation tasks (score beyond their 99th percentile): {shown}."),
+            stacklevel=stacklevel)
+    return result
+
+
+def ood_sentence(result: xr.Dataset) -> str:
+    """One sentence naming an inference result's flagged tasks with their scores; "" when none is flagged or it has no score."""
+    if "out_of_distribution" not in result or not result["out_of_distribution"].values.any():
+        return ""
+    flagged = result["out_of_distribution"].values
+    named = [f"{name} ({score:.1f})" for name, score in zip(result["task"].values[flagged], result["ood_score"].values[flagged])]
+    return (f"Out of distribution: {', '.join(named[:10])}{' and more' if len(named) > 10 else ''} look unlike the "
+            f"model's validation tasks (score above 1 = beyond their 99th percentile); treat the inference with care.")
