@@ -10,7 +10,8 @@ import pytest
 import xarray as xr
 
 from dklfm_explore import example_csv
-from dklfm_explore.cli import main
+from dklfm_explore import load_model
+from dklfm_explore.cli import EXIT_NOT_LEARNED, main
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,8 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     tasks, model = folder / "tasks.nc", folder / "model.pt"
     assert main(["simulate", "transcription", "--tasks", "24", "--points", "12", "--seed", "3", "--out", str(tasks)]) == 0
-    assert main(["train", str(tasks), "--out", str(model), "--epochs", "2", "--device", "cpu"]) == 0
+    status = main(["train", str(tasks), "--out", str(model), "--epochs", "2", "--device", "cpu"])
+    assert status == (0 if load_model(model).verdict.learned else EXIT_NOT_LEARNED)
     return folder, model
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dklfm_explore.errors import CholeskyError, InvalidInputError
-from dklfm_explore.model.linalg import JITTER_CAP, JITTER_FLOOR, cholesky, cholesky_solve, gaussian_log_density, solve_lower
+from dklfm_explore.linalg import JITTER_CAP, JITTER_FLOOR, cholesky, cholesky_solve, gaussian_log_density, solve_lower
 
 
 def _rbf(x, lengthscale=0.3):

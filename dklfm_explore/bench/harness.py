@@ -4,14 +4,17 @@
     python -m dklfm_explore.bench ...        # the same; python -m benchmarks.harness from a checkout too
 
 Families:
-  transcription            softplus transcription, 5 genes: DKLFM on 256 tasks vs per-task LFM, 20 test tasks
+  transcription            softplus transcription, 5 genes: DKLFM on 256 tasks vs per-task and state-space LFMs,
+                           20 test tasks
   transcription-linear     the same with G = identity, plus the exact LFM with the true parameters
   reaction-diffusion       DKLFM trained on 500 tasks on 21x21; 20 test tasks observed on 21x21, latent
                            inferred on 40x40 (super-resolution); exact LFM on the same
   lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]
+  paper-protocol           the paper's Table 1 as the authors' code simulated it (PROTOCOL.md 1.1): 256 noise-free
+                           tasks on 10 times, 9 condition, MSE in the data's units; DKLFM and per-task LFM
   learning-curve           test latent MSE of DKLFM against the number of training tasks (32 ... 1024)
 
-Metrics are in standardised units: each test task's latent (outputs) divided by the *training set's*
+Metrics (except paper-protocol's, in the data's units as the paper reports them) are in standardised units: each test task's latent (outputs) divided by the *training set's*
 latent (per-output) standard deviation; outputs are scored against the noise-free simulation.
 Writes benchmarks/results/latest.json (+ a dated copy) and latest.md; --quick writes quick.json / quick.md.
 """
@@ -37,12 +40,13 @@ from ..runtime import tune_allocator
 from ..simulate import simulate
 from ..systems import get_system
 from . import methods
+from .paper_protocol import N_POINTS, PAPER_REFERENCE, PaperTranscription, conditioning_times
 from .provenance import RESULTS, header
 from .report import check_targets, render_markdown
 from .settings import FAMILIES, ROW_KEYS, TEST_SEED, TRAIN_SEED, Settings
 
 __all__ = ["FAMILIES", "ROW_KEYS", "Settings", "main", "score", "run_ode_family", "run_reaction_diffusion",
-           "run_lotka_volterra", "run_learning_curve", "TRAIN_SEED", "TEST_SEED"]
+           "run_lotka_volterra", "run_paper_protocol", "run_learning_curve", "TRAIN_SEED", "TEST_SEED"]
 
 
 def score(family, method, result, truth: TaskSet, scales, n_train, device, train_s=None, infer_s=None, peak=None,
@@ -58,18 +62,25 @@ def score(family, method, result, truth: TaskSet, scales, n_train, device, train
     return {key: row[key] for key in ROW_KEYS}
 
 
-def _dklfm_row(family, train_tasks, observed, truth, scales, settings, device, timings, **query) -> dict:
+def _dklfm_row(family, train_tasks, observed, truth, scales, settings, device, timings, with_model=False, **query):
     model, train_s, train_mem = methods.train_dklfm(train_tasks, settings, device)
     result, batched_s, single_s, infer_mem = methods.infer_dklfm(model, observed, device, **query)
     timings[f"{family}/dklfm"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s}
-    return score(family, "dklfm", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s,
-                 max(train_mem, infer_mem))
+    row = score(family, "dklfm", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s,
+                max(train_mem, infer_mem))
+    return (row, model) if with_model else row
 
 
 def _per_task_row(family, observed, truth, scales, settings, device, timings, **query) -> dict:
     result, seconds, memory = methods.per_task(observed, settings, device, **query)
     timings[f"{family}/per-task-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
     return score(family, "per-task-lfm", result, truth, scales, 0, device, None, seconds, memory)
+
+
+def _state_space_row(family, observed, truth, scales, settings, device, timings, **query) -> dict:
+    result, seconds, memory = methods.state_space(observed, settings, device, **query)
+    timings[f"{family}/state-space-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
+    return score(family, "state-space-lfm", result, truth, scales, 0, device, None, seconds, memory)
 
 
 def _exact_row(family, observed, truth, scales, device, timings, **query) -> dict:
@@ -83,8 +94,11 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     train_tasks = simulate(family, settings.n_train, n_points=settings.n_points, seed=TRAIN_SEED, device=device)
     test_tasks = simulate(family, settings.n_test, n_points=settings.n_points, seed=TEST_SEED, device=device)
     scales = methods.scales(train_tasks)
-    rows = [_dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings),
-            _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
+    dklfm, model = _dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings, with_model=True)
+    if family == "transcription":
+        timings["transcription/throughput"] = methods.throughput(model, settings, device)
+    rows = [dklfm, _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
+            _state_space_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
     if family == "transcription-linear":
         rows.append(_exact_row(family, test_tasks, test_tasks, scales, device, timings))
     return rows
@@ -131,6 +145,21 @@ def run_lotka_volterra(settings: Settings, device, timings: dict) -> list[dict]:
     return rows
 
 
+def run_paper_protocol(settings: Settings, device, timings: dict) -> list[dict]:
+    """The paper's Table 1 protocol: 256 noise-free tasks on 10 times, 9 condition, MSE in the data's own units."""
+    family = "paper-protocol"
+    system = PaperTranscription()
+    train_tasks = simulate(system, settings.n_train_paper, n_points=N_POINTS, noise_level=0.0, seed=TRAIN_SEED, device=device)
+    test_tasks = simulate(system, settings.n_test, n_points=N_POINTS, noise_level=0.0, seed=TEST_SEED, device=device)
+    observed = test_tasks.select_mesh(time=conditioning_times(test_tasks.dataset["time"].values))
+    raw_units = (1.0, np.ones(test_tasks.n_outputs))
+    query = {"time": test_tasks.dataset["time"].values}
+    timings[f"{family}/paper-table-1"] = {f"{method}_{key}": value for method, values in PAPER_REFERENCE.items()
+                                          for key, value in values.items()}
+    return [_dklfm_row(family, train_tasks, observed, test_tasks, raw_units, settings, device, timings, **query),
+            _per_task_row(family, observed, test_tasks, raw_units, settings, device, timings, **query)]
+
+
 def run_learning_curve(settings: Settings, device) -> list[dict]:
     """Test latent MSE of DKLFM on the same test tasks for growing training sets (the paper's Figure 5)."""
     largest = max(settings.learning_curve)
@@ -151,6 +180,7 @@ RUNNERS = {
     "transcription-linear": lambda settings, device, timings: run_ode_family("transcription-linear", settings, device, timings),
     "reaction-diffusion": run_reaction_diffusion,
     "lotka-volterra-extrapolation": run_lotka_volterra,
+    "paper-protocol": run_paper_protocol,
 }
 """Family name -> ``runner(settings, device, timings) -> rows``."""
 

@@ -8,13 +8,14 @@ seconds it took and the peak memory in MB.
 from __future__ import annotations
 
 import numpy as np
+import torch
 import xarray as xr
 
 from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "infer_dklfm", "per_task", "exact"]
+__all__ = ["scales", "train_dklfm", "infer_dklfm", "per_task", "exact", "state_space", "throughput"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -63,3 +64,37 @@ def exact(observed: TaskSet, device, **query):
     with PeakMemory(device) as memory:
         result, seconds = timed(lambda: exact_posterior(observed, **query), device)
     return result, seconds, memory.peak_mb
+
+
+def state_space(observed: TaskSet, settings: Settings, device, **query):
+    """``(result, seconds, peak_mb)`` of the state-space LFM, its hyperparameters fitted to every task."""
+    from ..model.baselines import state_space_posterior
+
+    options = {} if settings.state_space_iterations is None else {"iterations": settings.state_space_iterations}
+    with PeakMemory(device) as memory:
+        result, seconds = timed(lambda: state_space_posterior(observed, device=device, **options, **query), device)
+    return result, seconds, memory.peak_mb
+
+
+def throughput(model, settings: Settings, device) -> dict:
+    """DKLFM's batched inference rate on ``settings.throughput_tasks`` transcription tasks against the algebra's floor.
+
+    The floor is one batched Cholesky factorisation and solve of the same size, ``(task, output x time,
+    output x time)`` in the model's dtype, timed in the same run: the ratio is the distance to the compute limit.
+    """
+    from ..simulate import simulate
+
+    tasks = simulate("transcription", settings.throughput_tasks, n_points=settings.n_points, seed=TRAIN_SEED + 2,
+                     device=device)
+    model.infer(tasks.isel(slice(0, 2)))
+    _, infer_s = timed(lambda: model.infer(tasks), device)
+    size = tasks.n_outputs * tasks.dataset["time"].size
+    dtype = next(model.module.parameters()).dtype
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    factor = torch.randn(size, size, generator=generator, dtype=dtype).to(device) / size**0.5
+    gram = (factor @ factor.T + torch.eye(size, dtype=dtype, device=device)).expand(tasks.n_tasks, size, size).clone()
+    rhs = torch.ones(tasks.n_tasks, size, 1, dtype=dtype, device=device)
+    _, floor_s = timed(lambda: torch.cholesky_solve(rhs, torch.linalg.cholesky(gram)), device)
+    return {"tasks": tasks.n_tasks, "matrix_size": size, "dtype": str(dtype).replace("torch.", ""),
+            "infer_s": infer_s, "tasks_per_s": tasks.n_tasks / infer_s,
+            "floor_s": floor_s, "floor_tasks_per_s": tasks.n_tasks / floor_s, "ratio_to_floor": infer_s / floor_s}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .paper_protocol import PAPER_REFERENCE
 from .settings import FAMILIES
 
 __all__ = ["check_targets", "render_markdown"]
@@ -34,6 +35,10 @@ def check_targets(rows: list[dict], curve: list[dict]) -> list[dict]:
     for family in FAMILIES:
         c = get(family, "dklfm", "coverage95")
         add(f"{family}: DKLFM 95% coverage in [0.85, 0.99]", None if c is None else f"{c:.3f}", None if c is None else 0.85 <= c <= 0.99)
+    for key, paper in (("latent_mse", 0.116), ("output_mse", 0.201)):
+        d = get("paper-protocol", "dklfm", key)
+        add(f"paper-protocol: DKLFM {key.replace('_', ' ')} <= the paper's {paper} (Alfi: {PAPER_REFERENCE['alfi'][key]})",
+            None if d is None else f"{d:.4f}", None if d is None else d <= paper)
     if len(curve) >= 2:
         first, last = curve[0]["latent_mse"], curve[-1]["latent_mse"]
         add("learning curve falls with the number of training tasks", f"{first:.4f} -> {last:.4f}", last < first)
@@ -58,6 +63,11 @@ def render_markdown(payload: dict) -> str:
     for key, value in payload["timings"].items():
         if "batched_ms" in value:
             lines.append(f"| {key} | {value['batched_ms']:.2f} | {fmt(value.get('one_at_a_time_ms'), '.2f')} |")
+    speed = payload["timings"].get("transcription/throughput")
+    if speed:
+        lines += ["", f"## Throughput: {speed['tasks']} transcription tasks batched ({speed['dtype']})", "",
+                  "| DKLFM tasks/s | floor tasks/s (one batched Cholesky + solve, same size) | DKLFM / floor time |", "|---|---|---|",
+                  f"| {speed['tasks_per_s']:.0f} | {speed['floor_tasks_per_s']:.0f} | {speed['ratio_to_floor']:.1f}x |"]
     if payload["learning_curve"]:
         lines += ["", "## Learning curve (transcription, same test tasks)", "", "| n_train | latent MSE | 95% coverage | train s |", "|---|---|---|---|"]
         lines += [f"| {p['n_train']} | {p['latent_mse']:.4f} | {p['coverage95']:.3f} | {p['train_s']:.1f} |" for p in payload["learning_curve"]]

@@ -3,7 +3,7 @@
 from .dklfm import DKLFM, ModelConfig, Posterior, mesh_points
 from .embedding import TaskEmbedding
 from .kernel import BASE_KERNELS, FeatureMap, PeriodicKernel, RBFKernel, make_base_kernel
-from .linalg import JITTER_CAP, JITTER_FLOOR, cholesky, cholesky_solve, gaussian_log_density, solve_lower
+from ..linalg import JITTER_CAP, JITTER_FLOOR, cholesky, cholesky_solve, gaussian_log_density, solve_lower
 
 __all__ = [
     "DKLFM",

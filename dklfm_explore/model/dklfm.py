@@ -10,7 +10,7 @@ outputs ``y`` (``P`` curves) and latent force ``f``:
     \\qquad f \\sim N(h, \\sigma_f^2 I)
 
 with ``K = base(NN(z), NN(z'))``, ``z = x (+) e_p`` for output points and ``z = x (+) 0``
-for latent points.  All covariance algebra is float64 through :mod:`.linalg`.
+for latent points.  All covariance algebra is float64 through :mod:`dklfm_explore.linalg`.
 
 Mesh coordinates are passed as a tuple of 1-D tensors, one per mesh dim in the
 order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
@@ -20,15 +20,16 @@ order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from ..config import config_from_dict
 from ..errors import InvalidInputError, UnknownNameError
 from .embedding import TaskEmbedding
 from .kernel import BASE_KERNELS, MIN_LENGTHSCALE, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
-from .linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
+from ..linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
 
 __all__ = ["ModelConfig", "DKLFM", "Posterior", "mesh_points"]
 
@@ -138,15 +139,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
         return config_from_dict(cls, values)
-
-
-def config_from_dict(cls, values: dict):
-    """Build the dataclass ``cls`` from ``values``, naming any key that is not one of its fields."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise InvalidInputError(f"Unknown {cls.__name__} field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
-    return cls(**values)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ..model.linalg import cholesky
+from ..linalg import cholesky
 from .base import ForcePrior, Mesh
 
 __all__ = ["rbf_covariance", "periodic_covariance", "prior_covariance", "sample_force", "SAMPLING_JITTER"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import InvalidInputError
-from .base import Mesh
+from .base import Mesh, System
 
-__all__ = ["time_mesh", "space_time_mesh", "RK4_STAGES"]
+__all__ = ["make_mesh", "time_mesh", "space_time_mesh", "RK4_STAGES"]
 
 RK4_STAGES = 3
 """torchdiffeq's ``rk4`` is the 3/8 rule: stages at t, t + h/3, t + 2h/3, t + h."""
@@ -76,3 +76,48 @@ def space_time_mesh(space: torch.Tensor, time: torch.Tensor, space_refine: int =
         force_space=force_space,
         space_index=space_index,
     )
+
+
+def make_mesh(
+    system: System,
+    *,
+    n_points: int | None = None,
+    grid: tuple[int, int] | None = None,
+    t_range: tuple[float, float] | None = None,
+    time: torch.Tensor | None = None,
+    space: torch.Tensor | None = None,
+) -> Mesh:
+    """Build a system's simulation mesh from a point count, a grid size or explicit coordinates.
+
+    Parameters
+    ----------
+    n_points : int
+        Time points (ODE systems); default ``system.default_points``.
+    grid : (int, int)
+        ``(n_space, n_time)`` for space x time systems; default ``system.default_grid``.
+    t_range : (float, float)
+        Time window; default ``system.time_range``.
+    time, space : Tensor ``(time,)``, ``(space,)``
+        Explicit coordinates, overriding the counts.
+    """
+    t_range = tuple(t_range or system.time_range)
+    if system.is_spatial:
+        n_space, n_time = grid or system.default_grid
+        if n_points is not None and grid is None:
+            n_time = n_points
+        _at_least(n_space, 3, "space points")
+        _at_least(n_time, 3, "time points")
+        space = space if space is not None else torch.linspace(*system.space_range, n_space, dtype=torch.float64)
+        time = time if time is not None else torch.linspace(*t_range, n_time, dtype=torch.float64)
+        return space_time_mesh(space, time)
+    if grid is not None:
+        raise InvalidInputError(f"System {system.name!r} is over time only; give --points, not --grid.")
+    n_points = n_points or system.default_points
+    _at_least(n_points, 3, "time points")
+    time = time if time is not None else torch.linspace(*t_range, n_points, dtype=torch.float64)
+    return time_mesh(time, system.max_step)
+
+
+def _at_least(value: int, minimum: int, what: str) -> None:
+    if int(value) < minimum:
+        raise InvalidInputError(f"Need at least {minimum} {what}, got {value}.")

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..errors import CholeskyError, InvalidInputError
+from .errors import CholeskyError, InvalidInputError
 
 __all__ = [
     "JITTER_FLOOR",
