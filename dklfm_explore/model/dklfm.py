@@ -77,7 +77,13 @@ class ModelConfig:
     initial_period : float
         Periodic kernel's initial period (feature units).
     initial_noise : float
-        Initial ``sigma_y`` and ``sigma_f`` (standardised units).
+        Initial ``sigma_y`` (standardised units).
+    initial_latent_noise : float
+        Initial ``sigma_f`` (standardised units).  1, the latent's own spread: at construction latent and
+        output points share their features (``K_hy = K_hh``), so the first conditional claims the force
+        equals the outputs' interpolant; with a confident ``sigma_f`` (0.1) that error costs ~30 nats per
+        point and the first ~20 Adam steps cut ``K_hy`` to 0, where no gradient brings it back (measured,
+        docs/tuning.md: stuck at the prior).  With 1 the coupling survives (``K_hy/K_hh`` ~0.7 after 100 steps).
     latent_weight : float
         Weight of the latent term of the loss (each term is already divided by its number of points).
         20: measured (docs/tuning.md) 0.25 vs 0.32 held-out latent MSE at weight 5 in 120 s on transcription.
@@ -101,6 +107,7 @@ class ModelConfig:
     relative_lengthscale: float | None = None
     initial_period: float = 1.0
     initial_noise: float = 0.1
+    initial_latent_noise: float = 1.0
     latent_weight: float = 20.0
     use_embedding: bool = True
     identity_features: bool = False
@@ -116,13 +123,14 @@ class ModelConfig:
         for name in ("embedding_dim", "fno_width", "fno_modes", "fno_layers", "mlp_width", "mlp_depth", "feature_dim"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"ModelConfig.{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("initial_lengthscale", "initial_period", "initial_noise", "latent_weight"):
+        for name in ("initial_lengthscale", "initial_period", "initial_noise", "initial_latent_noise", "latent_weight"):
             if not float(getattr(self, name)) > 0:
                 raise InvalidInputError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}.")
         if self.relative_lengthscale is not None and not float(self.relative_lengthscale) > 0:
             raise InvalidInputError(f"ModelConfig.relative_lengthscale must be positive or None, got {self.relative_lengthscale}.")
-        if self.initial_noise <= MIN_NOISE_STD:
-            raise InvalidInputError(f"ModelConfig.initial_noise {self.initial_noise} must exceed the noise floor {MIN_NOISE_STD}.")
+        for name in ("initial_noise", "initial_latent_noise"):
+            if float(getattr(self, name)) <= MIN_NOISE_STD:
+                raise InvalidInputError(f"ModelConfig.{name} {getattr(self, name)} must exceed the noise floor {MIN_NOISE_STD}.")
         return self
 
     def to_dict(self) -> dict:
@@ -216,7 +224,7 @@ class DKLFM(nn.Module):
         self.latent_mean = nn.Parameter(torch.zeros((), dtype=torch.float64))
         self.output_mean = nn.Parameter(torch.zeros(config.n_outputs, dtype=torch.float64))
         self.raw_output_noise = nn.Parameter(torch.full((config.n_outputs,), raw_noise, dtype=torch.float64))
-        self.raw_latent_noise = nn.Parameter(torch.tensor(raw_noise, dtype=torch.float64))
+        self.raw_latent_noise = nn.Parameter(torch.tensor(inverse_softplus(config.initial_latent_noise, MIN_NOISE_STD), dtype=torch.float64))
 
     def state_dict(self, *args, **kwargs):
         """The weights only: drops the ``_metadata`` entry neuralop's FNO adds (its constructor arguments,
