@@ -20,6 +20,10 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
+EXIT_NOT_LEARNED = 4
+"""``dklfm train`` wrote a model whose verdict is that it did not learn."""
+DEFAULT_SYSTEM_MINUTES = 5.0
+"""Default time budget of ``dklfm train SYSTEM`` (fresh tasks never run out, so the budget ends training)."""
 
 log = logging.getLogger("dklfm_explore")
 
@@ -42,15 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     simulate.add_argument("--out", required=True, type=Path, help="netCDF file to write")
 
-    train = commands.add_parser("train", help="meta-learn a DKLFM on a task set")
-    train.add_argument("tasks", type=Path, help="netCDF task set (from `dklfm simulate`)")
+    train = commands.add_parser("train", help="meta-learn a DKLFM from the simulator (SYSTEM) or on a task set (tasks.nc)",
+                                description="Train from fresh simulations of SYSTEM (new tasks every step) or on a netCDF task set. "
+                                f"Exit status 0 when the model learned, {EXIT_NOT_LEARNED} when it did not (the model is still written).")
+    train.add_argument("source", metavar="SYSTEM|tasks.nc", help="a system name (transcription, ...) or a netCDF task set")
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    train_mesh = train.add_mutually_exclusive_group()
+    train_mesh.add_argument("--points", type=int, help="time points of the simulated tasks (SYSTEM, ODE systems)")
+    train_mesh.add_argument("--grid", type=int, nargs=2, metavar=("NX", "NT"), help="space and time points (SYSTEM, PDE systems)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)
-    train.add_argument("--validation", type=float, help="fraction of the tasks held out for early stopping and calibration (default 0.1)")
-    train.add_argument("--max-minutes", type=float, help="stop after this long and keep the best model")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--validation", type=float, help="fraction of a task set held out for early stopping and calibration (default 0.1)")
+    train.add_argument("--max-minutes", type=float,
+                       help=f"stop after this long and keep the best model (default {DEFAULT_SYSTEM_MINUTES:g} for SYSTEM, none for a task set)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the weights and, for SYSTEM, the simulated tasks")
     train.add_argument("--device", default="auto")
 
     infer = commands.add_parser("infer", help="infer the latent force of measurements with a trained model")
@@ -68,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a checkpoint or a task set")
     info.add_argument("path", type=Path)
 
-    commands.add_parser("bench", help="run the benchmark harness from the repository root; its options "
-                        "(--quick, --families, --device) pass through (see benchmarks/README.md)", add_help=False)
+    commands.add_parser("bench", help="run the benchmark harness; its options "
+                        "(--quick, --families, --device, --out-dir) pass through (see benchmarks/README.md)", add_help=False)
     return parser
 
 
@@ -85,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_allocator()
     try:
         handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "bench": _bench}[args.command]
-        handler(args)
+        status = handler(args)
     except DKLFMError as error:
         print(f"dklfm {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -97,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"dklfm {args.command}: internal error ({type(error).__name__}: {error}); rerun with --debug for details.", file=sys.stderr)
         return EXIT_INTERNAL
-    return 0
+    return status or 0
 
 
 def _progress_bar(total: int, unit: str, description: str):
@@ -121,18 +131,42 @@ def _simulate(args) -> None:
     print(f"wrote {args.out}: {tasks}")
 
 
-def _train(args) -> None:
+def _training_source(args):
+    """The task set (opened lazily) or the SimulationSpec that ``dklfm train``'s SOURCE names, and a description."""
     from .data import open_taskset
-    from .train import TrainingConfig, train
+    from .spec import SimulationSpec
+    from .systems import SYSTEMS, get_system
+
+    path = Path(args.source)
+    if args.source in SYSTEMS and not path.is_file():
+        spec = SimulationSpec(system=args.source, n_points=args.points, grid=None if args.grid is None else tuple(args.grid),
+                              seed=args.seed)
+        spec.resolved().mesh()
+        return spec, f"training on fresh {args.source} tasks"
+    if not path.is_file() and path.suffix != ".nc":
+        get_system(args.source)
+    if args.points is not None or args.grid is not None:
+        raise InvalidInputError("--points and --grid describe simulated tasks; a task set brings its own mesh.")
+    tasks = open_taskset(path)
+    return tasks, f"training on {tasks.n_tasks} tasks of {path.name}"
+
+
+def _train(args) -> int:
+    from .config import TrainingConfig
+    from .spec import SimulationSpec
+    from .train import train
 
     _check_output_path(args.out, (".pt",))
-    tasks = open_taskset(args.tasks)
+    source, description = _training_source(args)
+    minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_SYSTEM_MINUTES if isinstance(source, SimulationSpec) else None)
+    if minutes is not None and not minutes > 0:
+        raise InvalidInputError(f"--max-minutes must be positive, got {minutes}.")
     options = {key: value for key, value in dict(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, validation=args.validation,
-        max_seconds=args.max_minutes * 60 if args.max_minutes else None, seed=args.seed, device=args.device,
+        max_seconds=minutes * 60 if minutes else None, seed=args.seed, device=args.device,
     ).items() if value is not None}
     config = TrainingConfig(**options)
-    bar = _progress_bar(config.epochs, "epoch", f"training on {tasks.n_tasks} tasks")
+    bar = _progress_bar(config.epochs, "epoch", description)
 
     def report(progress) -> None:
         bar.update(progress.epoch - bar.n)
@@ -142,11 +176,16 @@ def _train(args) -> None:
         bar.set_postfix(postfix)
 
     with bar:
-        model = train(tasks, config=config, progress=report)
+        model = train(source, config=config, progress=report)
     model.save(args.out)
     last = model.history[-1] if model.history else {}
-    print(f"wrote {args.out}: best validation latent MSE {last.get('best_validation_latent_mse')}, "
-          f"stopped: {last.get('stopped_reason')}, device {model.device}")
+    print(f"wrote {args.out}: {last.get('step')} steps on {last.get('tasks_seen')} tasks, stopped: {last.get('stopped_reason')}, "
+          f"device {model.device}")
+    if model.verdict is None:
+        print("no verdict: training had no validation tasks (--validation 0)")
+        return 0
+    print(model.verdict.message)
+    return 0 if model.verdict.learned else EXIT_NOT_LEARNED
 
 
 def _query_mesh(args, tasks):
@@ -206,30 +245,33 @@ def _info(args) -> None:
 
 
 def describe_model(model) -> str:
-    """A few lines on a trained model: system, outputs, training window, sizes, how training ended."""
+    """A few lines on a trained model: system, outputs, training window, sizes, how training ended, its verdict."""
     last = model.history[-1] if model.history else {}
+    provenance = model.provenance or {}
+    if provenance.get("source") == "spec":
+        origin = f"fresh simulations of {provenance.get('spec', {}).get('system')!r}"
+    elif provenance.get("source"):
+        origin = f"the task set {provenance.get('file') or '(in memory)'}"
+    else:
+        origin = "(not recorded: a checkpoint older than provenance)"
     lines = [
         f"DKLFM for {model.system_name!r} with outputs {', '.join(model.output_names)}",
         f"  trained on time {model.time_window[0]:g} to {model.time_window[1]:g}"
         + (f", space {model.space_window[0]:g} to {model.space_window[1]:g}" if model.space_window else ""),
         f"  model: {model.model_config}",
         f"  training: {model.config}",
+        f"  trained from: {origin}" + (f", {provenance.get('steps')} steps, {provenance.get('tasks_seen')} tasks seen" if provenance else ""),
         f"  epochs: {last.get('epoch')}, best validation latent MSE: {last.get('best_validation_latent_mse')}, "
         f"stopped: {last.get('stopped_reason')}",
+        f"  verdict: {model.verdict.message if model.verdict is not None else 'none (a checkpoint older than the verdict, or no validation tasks)'}",
     ]
     return "\n".join(lines)
 
 
 def _bench(args) -> None:
-    if (Path.cwd() / "benchmarks" / "harness.py").is_file() and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        from benchmarks.harness import main as harness
-    except ImportError as error:
-        raise InvalidInputError(
-            "The benchmark harness lives in the repository's benchmarks/ folder; run `dklfm bench` from the repository root."
-        ) from error
-    harness(args.args)
+    from .bench import main as harness
+
+    harness(args.args, prog="dklfm bench")
 
 
 def _check_output_path(path: Path, suffixes: tuple[str, ...]) -> None:

@@ -10,14 +10,19 @@ A task set is an :class:`xarray.Dataset` with dims ``task``, ``output``,
     <param>  (task,) or (task, output)       kinetic parameters, force hyperparameters
 
 and attrs ``system``, ``time_unit``, ``output_unit``, ``latent_unit``,
-``noise_level``, ``settings`` (JSON) and ``package_version``.  :class:`TaskSet`
+``noise_level``, ``spec`` (JSON of the :class:`~dklfm_explore.spec.SimulationSpec`; older files:
+``settings``) and ``package_version``.  :class:`TaskSet`
 wraps it with validation, I/O, splits, re-meshing and tensor access.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,10 +33,15 @@ import xarray as xr
 
 from .atomic import atomic_write
 from .errors import InvalidInputError
+from .spec import LEGACY_SETTINGS_ATTR, SPEC_ATTR, SimulationSpec
 
 __all__ = ["TaskSet", "Normaliser", "open_taskset"]
 
 NETCDF_ENGINE = "h5netcdf"
+CHECKSUMMED = {"fletcher32": True}
+"""Storage options of every variable this package writes: a Fletcher-32 checksum per chunk."""
+MAX_DETAIL = 120
+"""An engine's own message is quoted up to this many characters."""
 MIN_STD = 1e-12
 """Standard deviations below this are treated as zero (a constant series) when normalising."""
 
@@ -68,6 +78,33 @@ class TaskSet:
     def system_name(self) -> str:
         """Name of the system that simulated the tasks ('' for measurements)."""
         return str(self.dataset.attrs.get("system", ""))
+
+    @property
+    def spec(self) -> SimulationSpec | None:
+        """The :class:`SimulationSpec` that simulated these tasks, from the attrs (None for measurements).
+
+        Read from the ``spec`` attribute, or from the ``settings`` of files written before the
+        spec existed (their explicit meshes are taken from the file's coordinates).
+
+        Raises
+        ------
+        InvalidInputError
+            If the stored spec is not valid.
+        """
+        attrs = self.dataset.attrs
+        if attrs.get(SPEC_ATTR):
+            return SimulationSpec.from_json(attrs[SPEC_ATTR])
+        raw = attrs.get(LEGACY_SETTINGS_ATTR)
+        if not raw or not self.system_name:
+            return None
+        try:
+            settings = json.loads(raw)
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"The task set's settings attribute is not valid JSON ({error}).") from error
+        return SimulationSpec.from_legacy_settings(
+            self.system_name, settings, n_outputs=self.n_outputs, time=self.dataset["time"].values,
+            space=self.dataset["space"].values if self.is_spatial else None,
+        )
 
     @property
     def n_tasks(self) -> int:
@@ -197,8 +234,18 @@ class TaskSet:
             yield index, self.y(index, device=device), self.f(index, device=device)
 
     def load(self) -> "TaskSet":
-        """Read every variable into memory."""
-        return TaskSet(self.dataset.load())
+        """Read every variable into memory.
+
+        Raises
+        ------
+        InvalidInputError
+            If the file behind a lazily opened task set is damaged (see :func:`reading_netcdf`).
+        """
+        source = Path(self.dataset.encoding.get("source", "the task set's file")).name
+        with reading_netcdf(source):
+            dataset = self.dataset.load()
+        check_simulation_values(dataset, source)
+        return TaskSet(dataset)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
         """Write the task set as netCDF (atomically: a failed write leaves no partial file).
@@ -206,9 +253,34 @@ class TaskSet:
         ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
         """
         path = Path(path)
+        encoding = {
+            name: dict(CHECKSUMMED) for name, variable in self.dataset.variables.items() if variable.ndim and variable.dtype.kind in "biuf"
+        }
         with atomic_write(path, overwrite=overwrite) as partial:
-            self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE)
+            self.dataset.to_netcdf(partial, engine=NETCDF_ENGINE, encoding=encoding)
         return path
+
+
+@contextmanager
+def reading_netcdf(source: str) -> Iterator[None]:
+    """Read netCDF inside this block: a failure becomes one :class:`InvalidInputError` sentence.
+
+    A damaged file can leave the engine's half-opened objects behind, whose clean-up would print
+    "Exception ignored ..." tracebacks later; they are freed here, quietly.  A changed byte in the
+    data of a file this package wrote fails its checksum (:data:`CHECKSUMMED`) and is reported.
+    """
+    try:
+        yield
+    except Exception as error:  # the engines raise many unrelated types for a bad file
+        detail = str(error).splitlines()[0][:MAX_DETAIL] if str(error) else ""
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: None
+        try:
+            traceback.clear_frames(error.__traceback__)
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        raise InvalidInputError(f"{source} is not a readable netCDF file ({type(error).__name__}: {detail}).") from error
 
 
 def open_taskset(path: str | os.PathLike, *, lazy: bool = True, chunk_tasks: int = 1024) -> TaskSet:
@@ -228,13 +300,32 @@ def open_taskset(path: str | os.PathLike, *, lazy: bool = True, chunk_tasks: int
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"No task set file at {str(path)!r}.")
-    try:
+    with reading_netcdf(path.name):
         dataset = xr.open_dataset(path, engine=NETCDF_ENGINE, chunks={"task": chunk_tasks} if lazy else None)
-    except Exception as error:  # the engines raise many unrelated types for a bad file
-        raise InvalidInputError(f"{path.name} is not a readable netCDF file ({type(error).__name__}: {error}).") from error
+        if not lazy:
+            dataset = dataset.load()
+    _check_package_attrs(dataset, path.name)
     if not lazy:
-        dataset = dataset.load()
+        check_simulation_values(dataset, path.name)
     return TaskSet(dataset)
+
+
+def check_simulation_values(dataset: xr.Dataset, source: str) -> None:
+    """Refuse a simulated task set (it has ``y_clean``) with a missing value: a simulation has none, so a
+    damaged file (its unreadable chunks read as NaN) is caught here."""
+    if "y_clean" not in dataset:
+        return
+    for name in ("y", "y_clean", "f"):
+        if name in dataset and not np.isfinite(dataset[name].values).all():
+            raise InvalidInputError(f"Variable {name!r} of {source} has missing values, which a simulation never has; the file is damaged.")
+
+
+def _check_package_attrs(dataset: xr.Dataset, source: str) -> None:
+    if "settings" in dataset.attrs:
+        try:
+            json.loads(dataset.attrs["settings"])
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"The 'settings' attribute of {source} is damaged (not JSON); simulate the task set again.") from error
 
 
 @dataclass(frozen=True)
@@ -288,6 +379,31 @@ class Normaliser:
             mesh_dims=2 if tasks.is_spatial else 1,
         )
 
+    @classmethod
+    def fit_tensors(cls, y: torch.Tensor, f: torch.Tensor, time: torch.Tensor, space: torch.Tensor | None = None) -> "Normaliser":
+        """Fit on tensors ``y (task, output, [space,] time)``, ``f (task, [space,] time)`` as :meth:`fit` does on a task set."""
+        per_output = y.detach().to(torch.float64).transpose(0, 1).reshape(y.shape[1], -1).cpu()
+        observed = ~torch.isnan(per_output)
+        count = observed.sum(-1).clamp_min(1)
+        y_mean = torch.nan_to_num(per_output).sum(-1) / count
+        centred = torch.where(observed, per_output - y_mean[:, None], torch.zeros_like(per_output))
+        y_std = (centred.pow(2).sum(-1) / count).sqrt()
+        latent = f.detach().to(torch.float64).reshape(-1).cpu()
+        latent = latent[~torch.isnan(latent)]
+        f_mean = float(latent.mean()) if latent.numel() else 0.0
+        f_std = float(latent.std(correction=0)) if latent.numel() else 1.0
+        return cls(
+            y_mean=tuple(float(v) for v in y_mean),
+            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std.tolist()),
+            f_mean=f_mean,
+            f_std=max(f_std, MIN_STD),
+            time_offset=float(time[0]),
+            time_scale=float(max(time[-1] - time[0], MIN_STD)),
+            space_offset=float(space[0]) if space is not None else 0.0,
+            space_scale=float(max(space[-1] - space[0], MIN_STD)) if space is not None else 1.0,
+            mesh_dims=2 if space is not None else 1,
+        )
+
     def y_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-output mean and std shaped ``(output, 1[, 1])`` to broadcast over ``(..., output, [space,] time)``."""
         shape = (-1,) + (1,) * self.mesh_dims
@@ -324,7 +440,3 @@ class Normaliser:
     def from_dict(cls, values: dict) -> "Normaliser":
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
-
-def settings_json(settings: dict) -> str:
-    """Serialise settings for a netCDF attribute (netCDF attrs cannot hold dicts)."""
-    return json.dumps(settings, sort_keys=True, default=lambda value: value.tolist() if hasattr(value, "tolist") else str(value))

@@ -15,6 +15,7 @@ __all__ = [
     "DeviceError",
     "CancelledError",
     "ExtrapolationWarning",
+    "NotLearnedWarning",
 ]
 
 
@@ -53,6 +54,10 @@ class DeviceError(DKLFMError, ValueError):
 
 class ExtrapolationWarning(UserWarning):
     """A query lies outside the inputs the model was trained on."""
+
+
+class NotLearnedWarning(UserWarning):
+    """A model whose verdict says it did not learn is used for inference."""
 
 
 class CancelledError(DKLFMError):

@@ -63,6 +63,8 @@ PLOT_HEIGHT = 260
 SMALL = dict(width=330, height=230)
 """Size of the panels shown three to a row."""
 IMAGE_SIZE = 240
+LEGEND_WIDTH = 120
+"""Extra width of a small panel whose legend sits outside it, on the right."""
 BOKEH = "bokeh"
 ACTIVE_TOOLS = ["pan"]
 """Tools on at first: the mouse wheel scrolls the page; wheel zoom is a toolbar tool to switch on."""
@@ -330,7 +332,11 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
             layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
-        panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=bool(others) and j == 0), **SMALL))
+        if others and j == 0:
+            panel = _frame(hv.Overlay(layers), str(name), legend_position="right")
+            panels.append(_opts(panel, width=SMALL["width"] + LEGEND_WIDTH, height=SMALL["height"]))
+        else:
+            panels.append(_opts(_frame(hv.Overlay(layers), str(name), legend=False), **SMALL))
     return hv.Layout(panels).cols(3)
 
 

@@ -2,9 +2,10 @@
 
 Inference takes a :class:`~dklfm_explore.data.TaskSet` (simulated or uploaded,
 ``f`` ignored), maps its time axis onto the training window, standardises its
-outputs, conditions the joint GP on the observed points and returns the latent
-force and the outputs with their standard deviations, in the user's units and
-on the user's time axis.
+outputs (:func:`~dklfm_explore.standardise.standardise`), conditions the joint GP on
+the observed points and returns the latent force and the outputs with their standard
+deviations, in the user's units and on the user's time axis
+(:func:`~dklfm_explore.result.result_dataset`).
 """
 
 from __future__ import annotations
@@ -18,35 +19,24 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .atomic import atomic_write
-from .data import MIN_STD, Normaliser, TaskSet
+from .checkpoint import CHECKPOINT_FORMAT_VERSION, read_checkpoint, write_checkpoint
+from .config import TrainingConfig
+from .data import Normaliser, TaskSet
 from .devices import resolve_device
-from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError
+from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError, NotLearnedWarning
 from .model.dklfm import DKLFM, ModelConfig
-from .train import TrainingConfig
+from .result import result_dataset
+from .standardise import TIME_MAPPINGS, Standardised, TimeMap, standardise, standardise_coords, unstandardise
+from .verdict import Verdict
+from .version import package_version
 
 __all__ = ["TrainedModel", "load_model", "CHECKPOINT_FORMAT_VERSION", "TIME_MAPPINGS", "OUTPUT_SCALINGS"]
 
-CHECKPOINT_FORMAT_VERSION = 2
-"""Version of the checkpoint layout; bump it when keys or their meaning change (2: ``latent_std_scale``)."""
-READABLE_FORMAT_VERSIONS = (1, 2)
-"""Versions :func:`load_model` reads; version 1 has no calibration and loads with ``latent_std_scale`` 1."""
-CHECKPOINT_KEYS = (
-    "format_version", "package_version", "state_dict", "model_config", "training_config", "normaliser",
-    "system_name", "output_names", "time_window", "space_window", "history",
-)
 EXTRAPOLATION_MARGIN = 0.1
 """Queries further than this fraction of the training window outside it trigger an ExtrapolationWarning."""
 INFER_CHUNK = 256
 """Tasks conditioned at once during inference (bounds memory of the batched factors)."""
-TIME_MAPPINGS = ("shift", "scale", "none")
 OUTPUT_SCALINGS = ("auto", "training", "self")
-
-
-def _package_version() -> str:
-    from .simulate import package_version
-
-    return package_version()
 
 
 class TrainedModel:
@@ -69,12 +59,18 @@ class TrainedModel:
     latent_std_scale : float
         Post-hoc calibration: :meth:`infer` multiplies the GP's latent predictive std by it (chosen
         on the validation tasks by :func:`~dklfm_explore.train.latent_std_calibration`; 1 = none).
+    verdict : Verdict or None
+        Whether training learned, on its validation tasks (None: checkpoints older than the verdict,
+        or training without validation tasks).
+    provenance : dict or None
+        How it was trained: ``source`` ("spec", "file" or "task set"), ``spec`` (dict or None),
+        ``file`` (path or None), ``steps``, ``tasks_seen``.
     device : torch.device
     """
 
     def __init__(self, module: DKLFM, normaliser: Normaliser, system_name: str, output_names, config: TrainingConfig,
                  model_config: ModelConfig, history: list[dict], time_window, space_window=None,
-                 latent_std_scale: float = 1.0):
+                 latent_std_scale: float = 1.0, verdict: Verdict | None = None, provenance: dict | None = None):
         if not float(latent_std_scale) > 0:
             raise InvalidInputError(f"latent_std_scale must be positive, got {latent_std_scale}.")
         self.module = module.eval()
@@ -87,6 +83,8 @@ class TrainedModel:
         self.time_window = tuple(float(v) for v in time_window)
         self.space_window = None if space_window is None else tuple(float(v) for v in space_window)
         self.latent_std_scale = float(latent_std_scale)
+        self.verdict = verdict
+        self.provenance = provenance
 
     def __repr__(self) -> str:
         return (f"<TrainedModel {self.system_name or 'custom'}: {len(self.output_names)} outputs, "
@@ -104,6 +102,11 @@ class TrainedModel:
         """Move the model to ``device`` (resolved with :func:`resolve_device`) and return self."""
         self.module.to(resolve_device(device))
         return self
+
+    @property
+    def learned(self) -> bool | None:
+        """The verdict's ``learned`` (None without a verdict)."""
+        return None if self.verdict is None else self.verdict.learned
 
     def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto") -> xr.Dataset:
         """Infer the latent force (and denoised outputs) of each task from its outputs.
@@ -148,7 +151,25 @@ class TrainedModel:
         -----
         ExtrapolationWarning
             If the query leaves the training window by more than 10% of its length.
+        NotLearnedWarning
+            If the model's verdict says it did not learn.
         """
+        self._check_tasks(tasks)
+        if self.verdict is not None and not self.verdict.learned:
+            warnings.warn(NotLearnedWarning(f"Inferring with a model that {self.verdict.message}."), stacklevel=2)
+        output_scaling = self._output_scaling(tasks, output_scaling)
+        standardised = standardise(tasks, self.normaliser, time_mapping=time_mapping, output_scaling=output_scaling,
+                                   latent=False, window=self.time_window, device=self.device)
+        query_time, query_space, query = self._query(tasks, time, space, standardised.time_map)
+        posterior, elapsed_ms = self._condition(standardised, query)
+        latent_mean, latent_var, output_mean, output_var = unstandardise(self.normaliser, standardised, *posterior)
+        latent_var = latent_var * self.latent_std_scale**2
+        attrs = {"infer_ms_per_task": elapsed_ms / tasks.n_tasks, "device": str(self.device), "time_mapping": time_mapping,
+                 "output_scaling": output_scaling, "system": self.system_name}
+        return result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
+
+    def _check_tasks(self, tasks: TaskSet) -> None:
+        """Raise InvalidInputError unless ``tasks`` have this model's outputs and mesh dimension."""
         if not isinstance(tasks, TaskSet):
             raise InvalidInputError(f"infer() needs a TaskSet, got {type(tasks).__name__}.")
         if tasks.n_outputs != len(self.output_names):
@@ -159,105 +180,51 @@ class TrainedModel:
         if tasks.is_spatial != (self.space_window is not None):
             kind = "space x time" if self.space_window is not None else "time-only"
             raise InvalidInputError(f"The tasks' mesh is {'space x time' if tasks.is_spatial else 'time-only'} but the model is {kind}.")
-        if time_mapping not in TIME_MAPPINGS:
-            raise InvalidInputError(f"time_mapping {time_mapping!r} is not one of {', '.join(TIME_MAPPINGS)}.")
+
+    def _output_scaling(self, tasks: TaskSet, output_scaling: str) -> str:
+        """``"training"`` or ``"self"`` for a requested scaling (``"auto"`` resolved as :meth:`infer` says)."""
         if output_scaling not in OUTPUT_SCALINGS:
             raise InvalidInputError(f"output_scaling {output_scaling!r} is not one of {', '.join(OUTPUT_SCALINGS)}.")
         if output_scaling == "auto":
             simulated = "y_clean" in tasks.dataset and tasks.system_name == self.system_name
-            output_scaling = "training" if simulated else "self"
+            return "training" if simulated else "self"
+        return output_scaling
 
-        device = self.device
-        user_time = tasks.time
-        query_time = user_time if time is None else _coordinate(time, "time")
-        to_training_time = self._time_map(user_time, time_mapping)
-        coords = (self.normaliser.transform_time(to_training_time(user_time)),)
-        query = (self.normaliser.transform_time(to_training_time(query_time)),)
+    def _query(self, tasks: TaskSet, time, space, time_map: TimeMap):
+        """The query mesh in user units ``(time,)``, ``(space,)`` or None, and standardised on the device; warns on extrapolation."""
+        query_time = tasks.time if time is None else _coordinate(time, "time")
         query_space = None
         if tasks.is_spatial:
             query_space = tasks.space if space is None else _coordinate(space, "space")
-            coords = (self.normaliser.transform_space(tasks.space),) + coords
-            query = (self.normaliser.transform_space(query_space),) + query
         elif space is not None:
             raise InvalidInputError("A space query was given but the tasks are over time only.")
-        slope = float(to_training_time(torch.tensor(1.0, dtype=torch.float64)) - to_training_time(torch.tensor(0.0, dtype=torch.float64)))
-        offset = float(to_training_time(torch.tensor(0.0, dtype=torch.float64)))
-        trained_on = {"time": tuple((bound - offset) / slope for bound in self.time_window), "space": self.space_window}
+        query = standardise_coords(self.normaliser, query_time, query_space, time_map)
+        trained_on = {"time": tuple(time_map.inverse(bound) for bound in self.time_window), "space": self.space_window}
         for name, values, user in zip(("space", "time")[-len(query):], query, (query_space, query_time)[-len(query):]):
             _warn_if_outside(values, name, user, trained_on[name])
+        return query_time, query_space, tuple(c.to(self.device) for c in query)
 
-        y = tasks.y()
-        if output_scaling == "training":
-            mean, std = self.normaliser.y_stats(y)
-        else:
-            mean, std = _pooled_stats(y)
-        y_standard = ((y - mean) / std).to(device)
-        coords = tuple(c.to(device) for c in coords)
-        query = tuple(c.to(device) for c in query)
-
+    def _condition(self, standardised: Standardised, query) -> tuple[tuple[torch.Tensor, ...], float]:
+        """Posterior ``(latent_mean, latent_var, output_mean, output_var)`` in standardised units, and milliseconds taken."""
         parts = []
         started = clock.perf_counter()
         with torch.no_grad():
-            for start in range(0, tasks.n_tasks, INFER_CHUNK):
-                parts.append(self.module.posterior(coords, y_standard[start : start + INFER_CHUNK], query))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            for start in range(0, standardised.y.shape[0], INFER_CHUNK):
+                parts.append(self.module.posterior(standardised.coords, standardised.y[start : start + INFER_CHUNK], query))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         elapsed_ms = (clock.perf_counter() - started) * 1e3
-        latent_mean = torch.cat([p.latent_mean for p in parts]).cpu()
-        latent_var = torch.cat([p.latent_var for p in parts]).cpu() * self.latent_std_scale**2
-        output_mean = torch.cat([p.output_mean for p in parts]).cpu()
-        output_var = torch.cat([p.output_var for p in parts]).cpu()
-
-        mesh_dims = ("space", "time") if tasks.is_spatial else ("time",)
-        output_shape = (1, -1) + (1,) * len(mesh_dims)
-        mean_out, std_out = mean.reshape(output_shape), std.reshape(output_shape)
-        coords_out = {
-            "task": tasks.dataset["task"].values,
-            "output": tasks.dataset["output"].values,
-            "time": query_time.numpy(),
-        }
-        if tasks.is_spatial:
-            coords_out["space"] = query_space.numpy()
-        latent_unit = tasks.dataset.attrs.get("latent_unit", "")
-        output_unit = tasks.dataset.attrs.get("output_unit", "")
-        return xr.Dataset(
-            {
-                "latent_mean": (("task",) + mesh_dims, self.normaliser.inverse_f(latent_mean).numpy(), {"units": latent_unit}),
-                "latent_std": (("task",) + mesh_dims, self.normaliser.inverse_f(latent_var, variance=True).sqrt().numpy(), {"units": latent_unit}),
-                "output_mean": (("task", "output") + mesh_dims, (output_mean * std_out + mean_out).numpy(), {"units": output_unit}),
-                "output_std": (("task", "output") + mesh_dims, (output_var.sqrt() * std_out).numpy(), {"units": output_unit}),
-            },
-            coords=coords_out,
-            attrs={
-                "infer_ms_per_task": elapsed_ms / tasks.n_tasks,
-                "device": str(device),
-                "time_mapping": time_mapping,
-                "output_scaling": output_scaling,
-                "system": self.system_name,
-            },
-        )
-
-    def _time_map(self, user_time: torch.Tensor, mapping: str):
-        """Affine map from the user's time axis to the training time axis (system units)."""
-        start, stop = self.time_window
-        first, last = float(user_time[0]), float(user_time[-1])
-        if mapping == "shift":
-            return lambda t: t - first + start
-        if mapping == "scale":
-            if last <= first:
-                raise InvalidInputError(f"time_mapping='scale' needs at least two distinct times, got range [{first}, {last}].")
-            return lambda t: start + (t - first) * (stop - start) / (last - first)
-        return lambda t: t
+        joined = tuple(torch.cat([getattr(p, name) for p in parts]) for name in ("latent_mean", "latent_var", "output_mean", "output_var"))
+        return joined, elapsed_ms
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-        """Write a checkpoint (weights, configs, normaliser, provenance), atomically.
+        """Write a checkpoint (weights, configs, normaliser, verdict, provenance), atomically.
 
         ``overwrite=False`` refuses an existing ``path`` (:func:`~dklfm_explore.atomic.atomic_write`).
         """
-        path = Path(path)
         payload = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
-            "package_version": _package_version(),
+            "package_version": package_version(),
             "state_dict": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
             "model_config": self.model_config.to_dict(),
             "training_config": self.config.to_dict(),
@@ -268,14 +235,14 @@ class TrainedModel:
             "space_window": None if self.space_window is None else list(self.space_window),
             "history": self.history,
             "latent_std_scale": self.latent_std_scale,
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "provenance": self.provenance,
         }
-        with atomic_write(path, overwrite=overwrite) as partial:
-            torch.save(payload, partial)
-        return path
+        return write_checkpoint(payload, path, overwrite=overwrite)
 
 
 def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
-    """Load a checkpoint written by :meth:`TrainedModel.save`.
+    """Load a checkpoint written by :meth:`TrainedModel.save` (format versions 1 to 3).
 
     Parameters
     ----------
@@ -290,28 +257,17 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
     """
     path = Path(path)
     device = resolve_device(device)
-    if not path.is_file():
-        raise CheckpointError(f"No checkpoint file at {str(path)!r}.")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many unrelated types for a damaged or foreign file
-        raise CheckpointError(f"{path.name} is not a readable DKLFM checkpoint (corrupted or another format: {type(error).__name__}).") from error
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path.name} is not a DKLFM checkpoint (it holds a {type(payload).__name__}, not a dict).")
-    if payload.get("format_version") not in READABLE_FORMAT_VERSIONS and "format_version" in payload:
-        raise CheckpointError(
-            f"{path.name} has checkpoint format version {payload['format_version']!r} but this package reads version "
-            f"{CHECKPOINT_FORMAT_VERSION}; retrain or load it with package version {payload.get('package_version', 'unknown')}."
-        )
-    missing = [key for key in CHECKPOINT_KEYS if key not in payload]
-    if missing:
-        raise CheckpointError(f"{path.name} is missing checkpoint key(s) {', '.join(missing)}.")
+    payload = read_checkpoint(path)
     try:
         model_config = ModelConfig.from_dict(payload["model_config"])
         module = DKLFM(model_config)
         module.load_state_dict(payload["state_dict"])
         normaliser = Normaliser.from_dict(payload["normaliser"])
         config = TrainingConfig.from_dict(payload["training_config"])
+        verdict = None if payload.get("verdict") is None else Verdict.from_dict(payload["verdict"])
+        provenance = payload.get("provenance")
+        if provenance is not None and not isinstance(provenance, dict):
+            raise TypeError(f"provenance must be a dict, got {type(provenance).__name__}")
     except (RuntimeError, TypeError, ValueError, KeyError) as error:
         raise CheckpointError(f"{path.name} has weights or settings that do not fit its model configuration ({error}).") from error
     return TrainedModel(
@@ -325,6 +281,8 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         time_window=payload["time_window"],
         space_window=payload["space_window"],
         latent_std_scale=payload.get("latent_std_scale", 1.0),
+        verdict=verdict,
+        provenance=provenance,
     )
 
 
@@ -348,18 +306,3 @@ def _warn_if_outside(normalised: torch.Tensor, name: str, user: torch.Tensor, tr
             ),
             stacklevel=3,
         )
-
-
-def _pooled_stats(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-output mean and std of ``y (task, output, *mesh)`` pooled over tasks and mesh, NaN ignored.
-
-    Returns tensors shaped ``(output, 1[, 1])`` to broadcast against ``y``.
-    """
-    per_output = y.transpose(0, 1).reshape(y.shape[1], -1)
-    observed = ~torch.isnan(per_output)
-    count = observed.sum(-1).clamp_min(1)
-    mean = torch.nan_to_num(per_output).sum(-1) / count
-    centred = torch.where(observed, per_output - mean[:, None], torch.zeros_like(per_output))
-    std = (centred.pow(2).sum(-1) / (count - 1).clamp_min(1)).sqrt().clamp_min(MIN_STD)
-    shape = (-1,) + (1,) * (y.ndim - 2)
-    return mean.reshape(shape), std.reshape(shape)

@@ -25,11 +25,11 @@ from pathlib import Path
 PACKAGE = "dklfm_explore"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "devices", "runtime", "atomic", "linalg", "quadrature", "spec"),
+    ("errors", "devices", "runtime", "atomic", "linalg", "quadrature", "version", "config"),
     ("systems",),
-    ("data", "simulate", "metrics", "verdict"),
+    ("spec", "data", "simulate", "metrics", "verdict", "result", "standardise"),
     ("model",),
-    ("config", "checkpoint", "trained", "train", "io", "measurements", "bench", "datasets", "plots"),
+    ("checkpoint", "trained", "sources", "train", "io", "measurements", "bench", "datasets", "plots"),
     ("cli", "ui"),
 )
 """Layers from the bottom up, by the module's path below the package (first segment)."""

@@ -236,9 +236,9 @@ def test_bad_input_raises_clear_errors(linear_tasks):
         exact_posterior(TaskSet(empty))
 
 
-def test_registry_names_both_baselines():
+def test_registry_names_every_baseline():
     assert get_baseline("exact-lfm") is exact_posterior
     assert get_baseline("per-task-lfm") is per_task_posterior
-    assert set(BASELINES) == {"exact-lfm", "per-task-lfm"}
-    with pytest.raises(UnknownNameError, match="exact-lfm, per-task-lfm"):
+    assert set(BASELINES) == {"exact-lfm", "per-task-lfm", "state-space-lfm"}
+    with pytest.raises(UnknownNameError, match="exact-lfm, per-task-lfm, state-space-lfm"):
         get_baseline("alfi")

@@ -29,7 +29,12 @@ print("CHECK " + _json.dumps({{"mse": float(_np.nanmean((({result}["latent_mean"
 
 CHECKS = {
     "01_latent_force_models.ipynb": _PRIOR_MSE.format(truth='linear.dataset["f"]', train="linear", result="exact"),
-    "02_meta_learning.ipynb": _PRIOR_MSE.format(truth='test_tasks.dataset["f"]', train="train_tasks", result="result"),
+    "02_meta_learning.ipynb": _PRIOR_MSE.format(truth='test_tasks.dataset["f"]', train="train_tasks", result="result") + """
+_g = few.dataset["f"].values
+_per = {k: float(_np.mean([_np.nanmean(((r["latent_mean"].values[i] - _g[i]) / _s) ** 2) for i in range(len(_g))]))
+        for k, r in results.items()}
+print("CHECK2 " + _json.dumps(_per))
+""",
     "03_lotka_volterra_extrapolation.ipynb": """
 import json as _json, numpy as _np
 _f, _t = test_tasks.dataset["f"].values, result["time"].values
@@ -105,9 +110,17 @@ def _real_data_sentences(text: str, check: dict) -> None:
     assert found.group(3) == min(("self", "training"), key=check.get), (found.group(0), check)
 
 
+def _comparison_sentences(text: str, check: dict) -> None:
+    _prior_sentence(text, check, "DKLFM")
+    table = json.loads(text.rsplit("CHECK2 ", 1)[1].splitlines()[0])
+    found = re.search(rf"its latent MSE is {NUMBER}, {NUMBER}x the per-task LFM's {NUMBER}", text)
+    assert found, "no comparison sentence"
+    assert _close(found.group(1), table["DKLFM"]) and _close(found.group(3), table["per-task LFM"]), (found.group(0), table)
+
+
 CLAIMS = {
     "01_latent_force_models.ipynb": lambda text, check: _prior_sentence(text, check, "exact LFM"),
-    "02_meta_learning.ipynb": lambda text, check: _prior_sentence(text, check, "DKLFM"),
+    "02_meta_learning.ipynb": _comparison_sentences,
     "03_lotka_volterra_extrapolation.ipynb": _extrapolation_sentence,
     "04_reaction_diffusion_super_resolution.ipynb": _super_resolution_sentence,
     "05_real_data_p53.ipynb": _real_data_sentences,

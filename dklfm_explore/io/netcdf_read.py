@@ -7,7 +7,7 @@ import io
 import numpy as np
 import xarray as xr
 
-from ..data import NETCDF_ENGINE
+from ..data import NETCDF_ENGINE, check_simulation_values, reading_netcdf
 from ..errors import InvalidInputError
 from .source import CLASSIC_NETCDF_MAGIC
 
@@ -17,10 +17,9 @@ __all__ = ["netcdf_dataset"]
 def netcdf_dataset(data: bytes, source: str) -> xr.Dataset:
     """The measurement variables of netCDF content, ``y : (task, output, [space,] time)``, sorted in the mesh."""
     engine = "scipy" if data.startswith(CLASSIC_NETCDF_MAGIC) else NETCDF_ENGINE
-    try:
+    with reading_netcdf(source):
         dataset = xr.open_dataset(io.BytesIO(data), engine=engine).load()
-    except Exception as error:  # the engines raise many unrelated types for a bad file
-        raise InvalidInputError(f"{source} is not a readable netCDF file ({type(error).__name__}: {error}).") from error
+    check_simulation_values(dataset, source)
     if "y" not in dataset:
         raise InvalidInputError(
             f"{source} has no variable 'y' (found: {', '.join(map(str, dataset.data_vars)) or 'none'}); "

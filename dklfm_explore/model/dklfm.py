@@ -20,11 +20,12 @@ order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from ..config import config_from_dict
 from ..errors import InvalidInputError, UnknownNameError
 from .embedding import TaskEmbedding
 from .kernel import BASE_KERNELS, MIN_LENGTHSCALE, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
@@ -130,15 +131,6 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
         return config_from_dict(cls, values)
-
-
-def config_from_dict(cls, values: dict):
-    """Build the dataclass ``cls`` from ``values``, naming any key that is not one of its fields."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise InvalidInputError(f"Unknown {cls.__name__} field(s) {sorted(unknown)}; valid fields are {sorted(known)}.")
-    return cls(**values)
 
 
 @dataclass

@@ -119,6 +119,7 @@ class ResultSection(ModelSection):
         super().__init__(session, training, **params)
         self.first_job = BackgroundJob(self)
         self._generation = 0
+        self._last_key = None
 
     def result_panes(self) -> list:
         """The panes greyed out while a result is recomputed."""
@@ -139,10 +140,18 @@ class ResultSection(ModelSection):
         if compute is not None:
             self.guard(lambda: self.apply(compute()))
 
-    def refresh(self) -> None:
+    def key(self) -> tuple:
+        """What the result depends on; a refresh with the key of the last one computes nothing (a Run button forces it)."""
+        return (id(self.session.model), id(self.session.tasks))
+
+    def refresh(self, force: bool = False) -> None:
         """Recompute the result on a worker thread (deferred while the section has not been shown)."""
         if not self.shown:
             return
+        key = self.key()
+        if not force and key == self._last_key:
+            return
+        self._last_key = key
         self._generation += 1
         generation = self._generation
         compute = self.guard(self.prepare)
@@ -203,6 +212,9 @@ class InferenceView(ResultSection):
 
     def result_panes(self) -> list:
         return [self._latent, self._outputs, self._metrics]
+
+    def key(self) -> tuple:
+        return (id(self.session.model), id(self.session.test_tasks), self.task, self.baseline)
 
     def _on_task(self, *_):
         self._task_widget.value = self.task
@@ -285,7 +297,8 @@ class InferenceView(ResultSection):
         latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})")
         others = {}
         if self.baseline_result is not None:
-            latent = latent + plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior (test task {task})")
+            side = plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior (test task {task})")
+            latent = latent + side.opts(show_legend=False)
             others = {label: self.baseline_result}
         self._latent.object = latent
         self._outputs.object = plots.output_posteriors(self.result, 0, one, others=others)
@@ -346,7 +359,7 @@ class ExtrapolationView(ResultSection):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
         self._run = pn.widgets.Button(label="Extrapolate", color="primary")
-        self._run.on_click(lambda _: self.refresh())
+        self._run.on_click(lambda _: self.refresh(force=True))
         self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
         self.tasks = self.observed = self.result = None
@@ -442,7 +455,7 @@ class SuperResolutionView(ResultSection):
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
         self._run = pn.widgets.Button(label="Infer on the fine mesh", color="primary", align="end")
-        self._run.on_click(lambda _: self.refresh())
+        self._run.on_click(lambda _: self.refresh(force=True))
         self._time_widget = pn.widgets.IntSlider(label=self.param.time_index.label, start=0, end=1, value=0, visible=False, sizing_mode="stretch_width")
         self._time_widget.param.watch(lambda event: setattr(self, "time_index", event.new), "value")
         self._help = pn.pane.Markdown(sizing_mode="stretch_width")

@@ -76,7 +76,6 @@ from ._common import (
     force_prior_of,
     query_axis,
     result_dataset,
-    settings_of,
     start_time_of,
     system_of,
 )
@@ -588,12 +587,11 @@ def _posterior_sim(tasks: TaskSet, prior, noise_var, y, observed, start, query_t
 
 
 def _simulation_force_space(tasks: TaskSet, system: System) -> torch.Tensor | None:
-    """The force-space grid the simulator used, rebuilt from the stored settings (None for measurements)."""
-    settings = settings_of(tasks)
-    if not settings:
+    """The force-space grid the tasks were simulated on, from their spec (None for measurements)."""
+    spec = tasks.spec
+    if spec is None:
         return None
-    mesh = make_mesh(system, n_points=settings.get("n_points"), grid=settings.get("grid"), t_range=settings.get("t_range"))
-    return mesh.force_space
+    return spec.mesh(system).force_space
 
 
 def _posterior_rd(tasks, system, prior, noise_var, y, observed, start, query_time, query_space, basis_kind, n_modes):
@@ -602,7 +600,7 @@ def _posterior_rd(tasks, system, prior, noise_var, y, observed, start, query_tim
     if basis_kind == "simulator":
         force_space = _simulation_force_space(tasks, system)
         if force_space is None:
-            raise InvalidInputError("basis='simulator' needs a simulated task set (settings in attrs); use basis='continuous'.")
+            raise InvalidInputError("basis='simulator' needs a simulated task set (a spec in its attrs); use basis='continuous'.")
         basis = SineBasis.simulator(force_space)
     elif basis_kind == "continuous":
         basis = SineBasis.continuous(float(space_lengthscale.min()), n_modes)

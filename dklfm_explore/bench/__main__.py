@@ -1,0 +1,5 @@
+"""``python -m dklfm_explore.bench``: the benchmark harness."""
+
+from .harness import main
+
+main(prog="python -m dklfm_explore.bench")
