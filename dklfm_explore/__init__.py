@@ -29,27 +29,12 @@ from .spec import SimulationSpec
 from .config import TrainingConfig
 from .verdict import Verdict
 from .systems import SYSTEMS, ForcePrior, ODESystem, ParameterSpec, System, get_system, register_system
+from .model import ModelConfig
+from .model.baselines import get_baseline
+from .train import train
+from .trained import TrainedModel, load_model
 
 __version__ = package_version()
-
-_LEARNER = {
-    "train": "train",
-    "TrainedModel": "trained",
-    "load_model": "trained",
-    "ModelConfig": "model.dklfm",
-    "get_baseline": "model.baselines",
-}
-"""Public names of the learner, imported on first use so that importing the simulators does not import torch.nn models."""
-
-
-def __getattr__(name: str):
-    if name in _LEARNER:
-        from importlib import import_module
-
-        value = getattr(import_module(f".{_LEARNER[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "simulate",
