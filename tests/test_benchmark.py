@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from benchmarks.harness import FAMILIES, ROW_KEYS, main
+from dklfm_explore.bench import FAMILIES, ROW_KEYS, main
 
 
 @pytest.mark.slow
@@ -17,10 +17,12 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
     assert {"git_commit", "packages", "command", "date", "device"} <= set(record["header"])
     pairs = {(row["family"], row["method"]) for row in record["rows"]}
     assert pairs == {
-        ("transcription", "dklfm"), ("transcription", "per-task-lfm"),
+        ("transcription", "dklfm"), ("transcription", "per-task-lfm"), ("transcription", "state-space-lfm"),
         ("transcription-linear", "dklfm"), ("transcription-linear", "per-task-lfm"), ("transcription-linear", "exact-lfm"),
+        ("transcription-linear", "state-space-lfm"),
         ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"),
         ("lotka-volterra-extrapolation", "dklfm"), ("lotka-volterra-extrapolation", "per-task-lfm"),
+        ("paper-protocol", "dklfm"), ("paper-protocol", "per-task-lfm"),
     }
     assert {row["family"] for row in record["rows"]} == set(FAMILIES)
     for row in record["rows"]:
@@ -33,6 +35,9 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
         # independent draws, so its coverage is 0.95 +- 3 x 0.073 (binomial SE at n=9); measured 0.87, 0.95.
         assert row["latent_mse"] < 0.5, row["family"]
         assert row["coverage95"] > 0.95 - 3 * 0.073, row["family"]
+    speed = record["timings"]["transcription/throughput"]
+    assert speed["tasks"] == 64 and speed["matrix_size"] == 5 * 10
+    assert speed["tasks_per_s"] == pytest.approx(64 / speed["infer_s"]) and speed["floor_s"] > 0
     assert len(record["learning_curve"]) == 2
     table = (tmp_path / "quick.md").read_text()
     assert "| transcription | dklfm |" in table and "## Targets" in table

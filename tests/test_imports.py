@@ -1,6 +1,8 @@
 """The package's import graph: no upward arrows, no cycles beyond the known one, simulators below the learner."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,13 @@ def test_the_simulators_reach_no_learner_module(graph):
             reached.add(module)
             todo.extend(arrows[module])
     assert {m for m in reached if m.startswith("dklfm_explore.model")} == set()
+
+
+def test_public_verbs_stay_functions_after_their_modules_are_imported():
+    # a submodule import binds the package attribute of its name; the verb `train` must win over module `train`
+    code = (
+        "import dklfm_explore.train, dklfm_explore.trained, dklfm_explore.cli; from dklfm_explore import train, load_model, get_baseline; "
+        "print(callable(train) and train.__module__, load_model.__module__, get_baseline.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["dklfm_explore.train", "dklfm_explore.trained", "dklfm_explore.model.baselines"]

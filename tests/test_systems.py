@@ -237,3 +237,13 @@ def test_simulation_runs_in_float32_close_to_float64():
     a = simulate("transcription", 4, n_points=12, seed=2, noise_level=0.0)
     b = simulate("transcription", 4, n_points=12, seed=2, noise_level=0.0, dtype=torch.float32)
     assert abs(a.dataset["y"] - b.dataset["y"]).max() < 1e-4
+
+
+def test_a_force_kernel_nobody_implements_is_an_error_not_an_rbf():
+    from dklfm_explore.systems.forces import prior_covariance
+
+    prior = ForcePrior(lengthscale=(1.0, 2.0))
+    object.__setattr__(prior, "kernel", "matern")  # as a third ForcePrior.KERNELS entry would reach it
+    times = torch.linspace(0, 1, 4, dtype=torch.float64)
+    with pytest.raises(UnknownNameError, match="matern"):
+        prior_covariance(prior, times, times, {"force_lengthscale": torch.ones(2, dtype=torch.float64)})

@@ -7,6 +7,7 @@ import math
 import torch
 
 from ..linalg import cholesky
+from ..errors import UnknownNameError
 from .base import ForcePrior, Mesh
 
 __all__ = ["rbf_covariance", "periodic_covariance", "prior_covariance", "sample_force", "SAMPLING_JITTER"]
@@ -56,10 +57,18 @@ def periodic_covariance(
 
 
 def prior_covariance(prior: ForcePrior, a: torch.Tensor, b: torch.Tensor, hyper: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Time covariance ``(task, n, m)`` of ``prior`` with per-task ``hyper`` (``force_lengthscale``, ``force_period``)."""
+    """Time covariance ``(task, n, m)`` of ``prior`` with per-task ``hyper`` (``force_lengthscale``, ``force_period``).
+
+    Raises
+    ------
+    UnknownNameError
+        If ``prior.kernel`` is not one this module implements (never silently an RBF).
+    """
     if prior.kernel == "periodic":
         return periodic_covariance(a, b, hyper["force_lengthscale"], hyper["force_period"], prior.variance)
-    return rbf_covariance(a, b, hyper["force_lengthscale"], prior.variance)
+    if prior.kernel == "rbf":
+        return rbf_covariance(a, b, hyper["force_lengthscale"], prior.variance)
+    raise UnknownNameError("force kernel", prior.kernel, ("rbf", "periodic"))
 
 
 def _uniform(bounds: tuple[float, float], n_tasks: int, generator: torch.Generator) -> torch.Tensor:

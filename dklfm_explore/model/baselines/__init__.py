@@ -4,6 +4,9 @@
   linear systems with each task's true parameters (the accuracy ceiling).
 * ``"per-task-lfm"`` -- :func:`per_task_posterior`: a GP force pushed through the
   system's ODE, fitted to each task on its own (slow and accurate).
+* ``"state-space-lfm"`` -- :func:`state_space_posterior`: a Matern force appended to
+  the ODE's state, an extended Kalman filter and RTS smoother in one linear-time pass,
+  hyperparameters by the filter's marginal likelihood per task.
 
 Both take a :class:`~dklfm_explore.data.TaskSet` and optional query ``time`` /
 ``space`` and return the DKLFM's ``infer`` format: ``latent_mean``,
@@ -18,12 +21,14 @@ import xarray as xr
 from ...errors import UnknownNameError
 from .exact_linear_lfm import EXACT_SYSTEMS, SineBasis, exact_posterior
 from .per_task_lfm import PerTaskLFM, per_task_posterior
+from .state_space_lfm import state_space_posterior
 
 __all__ = [
     "BASELINES",
     "get_baseline",
     "exact_posterior",
     "per_task_posterior",
+    "state_space_posterior",
     "PerTaskLFM",
     "EXACT_SYSTEMS",
     "SineBasis",
@@ -32,6 +37,7 @@ __all__ = [
 BASELINES: dict[str, Callable[..., xr.Dataset]] = {
     "exact-lfm": exact_posterior,
     "per-task-lfm": per_task_posterior,
+    "state-space-lfm": state_space_posterior,
 }
 """Baselines by name: ``f(tasks, *, time=None, space=None, **options) -> xarray.Dataset``."""
 

@@ -67,7 +67,6 @@ import xarray as xr
 from ...data import TaskSet
 from ...errors import InvalidInputError
 from ...systems.base import System
-from ...systems.mesh import make_mesh
 from ...systems.forces import rbf_covariance
 from ...systems.reaction_diffusion import SERIES_TERMS_PER_POINT, sine_modes
 from ._common import (
@@ -302,15 +301,11 @@ class SineBasis:
         wave = sine_modes(self.n_modes, space)
         nodes, weights = self.nodes.to(space), self.weights.to(space)
         project = 2.0 * weights[:, None] * torch.sin(nodes[:, None] * wave[None, :])
-        kernel = _rbf(space, nodes, space_lengthscale)
+        kernel = rbf_covariance(space, nodes, space_lengthscale)
         along = kernel @ project
-        node_kernel = _rbf(nodes, nodes, space_lengthscale)
+        node_kernel = rbf_covariance(nodes, nodes, space_lengthscale)
         modes = project.T @ node_kernel @ project
         return along, modes
-
-
-def _rbf(a: torch.Tensor, b: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * ((a[:, None] - b[None, :])[None] / lengthscale[:, None, None]) ** 2)
 
 
 def _mode_decays(basis: SineBasis, decay: torch.Tensor, diffusion: torch.Tensor) -> torch.Tensor:

@@ -97,7 +97,7 @@ from ...data import TaskSet
 from ...devices import resolve_device
 from ...errors import InvalidInputError
 from ...systems.base import ForcePrior, Mesh, System
-from ...systems.forces import shortest_time_scale
+from ...systems.forces import prior_covariance, shortest_time_scale
 from ...systems.mesh import time_mesh
 from ...systems.ode import ODESystem, PiecewiseLinearForce
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
@@ -157,11 +157,7 @@ def _bounded(raw: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.
 
 def _kernel(prior: ForcePrior, a: torch.Tensor, b: torch.Tensor, lengthscale: torch.Tensor, period: torch.Tensor | None) -> torch.Tensor:
     """Force-prior covariance ``(task, n, m)`` for per-task ``lengthscale`` (and ``period``) ``(task,)``."""
-    difference = (a[:, None] - b[None, :])[None]
-    if prior.kernel == "periodic":
-        sine = torch.sin(math.pi * difference.abs() / period[:, None, None])
-        return prior.variance * torch.exp(-2.0 * sine**2 / lengthscale[:, None, None] ** 2)
-    return prior.variance * torch.exp(-0.5 * (difference / lengthscale[:, None, None]) ** 2)
+    return prior_covariance(prior, a, b, {"force_lengthscale": lengthscale, "force_period": period})
 
 
 STAGE_MATCH_TOLERANCE = 1e-9
