@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +25,8 @@ EXIT_NOT_LEARNED = 4
 """``dklfm train`` wrote a model whose verdict is that it did not learn."""
 DEFAULT_SYSTEM_MINUTES = 5.0
 """Default time budget of ``dklfm train SYSTEM`` (fresh tasks never run out, so the budget ends training)."""
+EXIT_BROKEN_PIPE = 141
+"""The status of a pipe writer killed by SIGPIPE (128 + 13)."""
 
 log = logging.getLogger("dklfm_explore")
 
@@ -45,12 +48,14 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     simulate.add_argument("--out", required=True, type=Path, help="netCDF file to write")
+    simulate.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     train = commands.add_parser("train", help="meta-learn a DKLFM from the simulator (SYSTEM) or on a task set (tasks.nc)",
                                 description="Train from fresh simulations of SYSTEM (new tasks every step) or on a netCDF task set. "
                                 f"Exit status 0 when the model learned, {EXIT_NOT_LEARNED} when it did not (the model is still written).")
     train.add_argument("source", metavar="SYSTEM|tasks.nc", help="a system name (transcription, ...) or a netCDF task set")
     train.add_argument("--out", required=True, type=Path, help="checkpoint file to write (.pt)")
+    train.add_argument("--force", action="store_true", help="replace --out if it exists")
     train_mesh = train.add_mutually_exclusive_group()
     train_mesh.add_argument("--points", type=int, help="time points of the simulated tasks (SYSTEM, ODE systems)")
     train_mesh.add_argument("--grid", type=int, nargs=2, metavar=("NX", "NT"), help="space and time points (SYSTEM, PDE systems)")
@@ -67,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("model", type=Path, help="checkpoint (.pt)")
     infer.add_argument("measurements", type=Path, help="CSV or netCDF measurements")
     infer.add_argument("--out", required=True, type=Path, help="result file, .nc or .csv")
+    infer.add_argument("--force", action="store_true", help="replace --out if it exists (never an input)")
+    infer.add_argument("--outputs-in-order", action="store_true",
+                       help="take the measured columns as the model's outputs in order, whatever their names")
     query = infer.add_mutually_exclusive_group()
     query.add_argument("--points", type=int, help="query this many evenly spaced times (super-resolution)")
     query.add_argument("--grid", type=int, nargs=2, metavar=("NX", "NT"), help="query grid for space x time models")
@@ -107,12 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"simulate": _simulate, "train": _train, "infer": _infer, "info": _info, "design": _design, "bench": _bench}[args.command]
         status = handler(args)
+        sys.stdout.flush()
     except DKLFMError as error:
         print(f"dklfm {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"dklfm {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as error:
         if args.debug:
             raise
@@ -132,12 +143,13 @@ def _simulate(args) -> None:
     from .systems import get_system
 
     system = get_system(args.system)
+    _check_simulation_mesh(args, system)
     t_range = (system.time_range[0], args.t_max) if args.t_max is not None else None
-    _check_output_path(args.out, (".nc",))
+    _check_output_path(args.out, (".nc",), force=args.force)
     with _progress_bar(args.tasks, "task", f"simulating {system.name}") as bar:
         tasks = simulate(system, args.tasks, n_points=args.points, grid=tuple(args.grid) if args.grid else None,
                          t_range=t_range, n_outputs=args.outputs, seed=args.seed, device=args.device,
-                         noise_level=args.noise, out=args.out,
+                         noise_level=args.noise, out=args.out, overwrite=args.force,
                          progress=lambda done, total: bar.update(done - bar.n))
     print(f"wrote {args.out}: {tasks}")
 
@@ -167,7 +179,7 @@ def _train(args) -> int:
     from .spec import SimulationSpec
     from .train import train
 
-    _check_output_path(args.out, (".pt",))
+    _check_output_path(args.out, (".pt",), inputs=(Path(args.source),), force=args.force)
     source, description = _training_source(args)
     minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_SYSTEM_MINUTES if isinstance(source, SimulationSpec) else None)
     if minutes is not None and not minutes > 0:
@@ -188,7 +200,7 @@ def _train(args) -> int:
 
     with bar:
         model = train(source, config=config, progress=report)
-    model.save(args.out)
+    model.save(args.out, overwrite=args.force)
     last = model.history[-1] if model.history else {}
     print(f"wrote {args.out}: {last.get('step')} steps on {last.get('tasks_seen')} tasks, stopped: {last.get('stopped_reason')}, "
           f"device {model.device}")
@@ -200,38 +212,93 @@ def _train(args) -> int:
 
 
 def _query_mesh(args, tasks):
+    """The query ``(time, space)`` of ``dklfm infer``: the measured mesh, or ``--points``/``--grid``/``--t-max``."""
     import numpy as np
 
     time = space = None
     start = float(tasks.time.min())
-    stop = float(args.t_max) if args.t_max is not None else float(tasks.time.max())
-    if args.t_max is not None and stop <= start:
-        raise InvalidInputError(f"--t-max {stop} must be after the first measured time {start}.")
+    stop = float(tasks.time.max())
+    if args.t_max is not None:
+        if not np.isfinite(args.t_max) or args.t_max <= start:
+            raise InvalidInputError(f"--t-max {args.t_max} must be a finite time after the first measured time {start:g}.")
+        stop = float(args.t_max)
     if args.grid is not None:
         if not tasks.is_spatial:
             raise InvalidInputError("--grid is for space x time measurements; use --points for time series.")
+        if min(args.grid) < 2:
+            raise InvalidInputError(f"--grid needs at least 2 points per axis, got {args.grid[0]} {args.grid[1]}.")
+        _check_query_size(args.grid[0] * args.grid[1], tasks.n_tasks)
         space = np.linspace(float(tasks.space.min()), float(tasks.space.max()), args.grid[0])
         time = np.linspace(start, stop, args.grid[1])
     elif args.points is not None:
         if args.points < 2:
             raise InvalidInputError(f"--points must be at least 2, got {args.points}.")
+        _check_query_size(args.points * (tasks.n_space if tasks.is_spatial else 1), tasks.n_tasks)
         time = np.linspace(start, stop, args.points)
     elif args.t_max is not None:
         step = float(np.median(np.diff(tasks.time.numpy()))) if tasks.n_time > 1 else stop - start
+        if not step > 0 or not np.isfinite((stop - start) / step):
+            raise InvalidInputError(f"The measured times are too close together to step to --t-max {args.t_max:g}; give --points.")
+        _check_query_size(((stop - start) / step + 1) * (tasks.n_space if tasks.is_spatial else 1), tasks.n_tasks)
         time = np.arange(start, stop + 0.5 * step, step)
     return time, space
 
 
+MAX_QUERY_VALUES = 200_000
+"""Largest inference query, in (task, mesh point) pairs: about 1.5 GB of working memory (measured: 20,000 times
+for the 3 p53 replicates take 0.8 GB)."""
+
+
+def _check_query_size(points: float, n_tasks: int) -> None:
+    if points * n_tasks > MAX_QUERY_VALUES:
+        raise InvalidInputError(
+            f"The query has {points:.3g} mesh points for each of {n_tasks} task(s), more than the {MAX_QUERY_VALUES} "
+            "(task, point) pairs one run infers; ask for fewer with --points or --grid."
+        )
+
+
+MAX_SIMULATED_MESH = 10_000
+"""Largest mesh of ``dklfm simulate`` per task (a chunk of 1024 tasks then holds about 400 MB per variable)."""
+MAX_WINDOW_FACTOR = 1000
+"""``--t-max`` may stretch a system's time window to at most this many times its default length."""
+
+
+def _check_simulation_mesh(args, system) -> None:
+    import numpy as np
+
+    size = args.points if args.points is not None else args.grid[0] * args.grid[1] if args.grid is not None else None
+    if size is not None and size > MAX_SIMULATED_MESH:
+        raise InvalidInputError(f"A mesh of {size} points per task is more than the {MAX_SIMULATED_MESH} dklfm simulate writes; use fewer points.")
+    if args.t_max is not None:
+        start, stop = system.time_range
+        longest = start + MAX_WINDOW_FACTOR * (stop - start)
+        if not np.isfinite(args.t_max) or not start < args.t_max <= longest:
+            raise InvalidInputError(
+                f"--t-max {args.t_max} must be a finite time after the system's start {start:g}, at most {longest:g} "
+                f"({MAX_WINDOW_FACTOR} times its default window)."
+            )
+
+
 def _infer(args) -> None:
     from .io import load_measurements, write_result
+    from .systems import SYSTEMS
     from .trained import load_model
 
-    _check_output_path(args.out, (".nc", ".csv"))
+    _check_output_path(args.out, (".nc", ".csv"), inputs=(args.model, args.measurements), force=args.force)
     model = load_model(args.model, device=args.device)
-    tasks = load_measurements(args.measurements, expected_outputs=list(model.output_names))
+    system = SYSTEMS.get(model.system_name)
+    tasks = load_measurements(
+        args.measurements, expected_outputs=list(model.output_names), outputs_in_order=args.outputs_in_order,
+        output_aliases=system.output_aliases if system is not None else None,
+    )
+    if "output_match" in tasks.dataset.attrs:
+        print(f"dklfm infer: outputs taken as the model's: {tasks.dataset.attrs['output_match']}", file=sys.stderr)
+    named = tasks.dataset.attrs.get("system")
+    if named and named != model.system_name:
+        warnings.warn(f"{args.measurements.name} names the system {named!r} but the model was trained on {model.system_name!r}.", stacklevel=1)
     time, space = _query_mesh(args, tasks)
     result = model.infer(tasks, time=time, space=space, time_mapping=args.time_mapping)
-    write_result(result, args.out)
+    write_result(result, args.out, overwrite=args.force)
     print(f"wrote {args.out}: latent force of {result.sizes['task']} task(s) on {result.sizes['time']} time point(s), "
           f"{result.attrs.get('infer_ms_per_task', float('nan')):.2f} ms per task")
 
@@ -306,11 +373,25 @@ def _bench(args) -> None:
     harness(args.args, prog="dklfm bench")
 
 
-def _check_output_path(path: Path, suffixes: tuple[str, ...]) -> None:
+def _check_output_path(path: Path, suffixes: tuple[str, ...], *, inputs: tuple[Path, ...] = (), force: bool = False) -> None:
+    """Refuse an output with another suffix, in a missing folder, that is one of the ``inputs``, or that
+    exists already (unless ``force``)."""
     if path.suffix not in suffixes:
         raise InvalidInputError(f"Output file {str(path)!r} must end in {' or '.join(suffixes)}.")
     if not path.parent.exists():
         raise InvalidInputError(f"The folder {str(path.parent)!r} for the output file does not exist.")
+    for source in inputs:
+        if path.resolve() == source.resolve() or (path.exists() and source.exists() and path.samefile(source)):
+            raise InvalidInputError(f"--out {str(path)!r} is an input of this command; write the result to another file.")
+    if path.exists() and not force:
+        raise InvalidInputError(f"{str(path)!r} exists already; choose another --out or pass --force to replace it.")
+
+
+def _reader_went_away() -> int:
+    """Stdout's reader closed the pipe (``dklfm info | head``): stop quietly, as a killed pipe writer does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.
 def write_result(result: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write an inference result as netCDF, or as CSV (:func:`result_table`) when ``path`` ends in ``.csv``.
 
-    ``overwrite=False`` refuses an existing ``path`` (see :func:`~dklfm_explore.io.atomic.atomic_write`).
+    ``overwrite=False`` refuses an existing ``path`` (see :func:`~dklfm_explore.atomic.atomic_write`).
     """
     path = Path(path)
     with atomic_write(path, overwrite=overwrite) as partial:
