@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 import time as timer
-from typing import Callable
 
 import numpy as np
 import torch
@@ -63,7 +62,7 @@ from ...systems.base import System, get_system
 from ...systems.ode import ODESystem
 from ...systems.transcription import Transcription
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
-from .per_task_lfm import LINKS
+from .per_task_lfm import _identity, _link_for
 
 __all__ = ["state_space_posterior", "matern_state_space", "kalman_smoother", "DEFAULT_ITERATIONS", "MATERN_ORDERS"]
 
@@ -81,16 +80,6 @@ NOISE_FLOOR = 1e-3
 HERMITE_NODES = 20
 MIN_OBSERVED = 2
 JITTER = 1e-10
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-def _link_for(system: System) -> Callable[[torch.Tensor], torch.Tensor]:
-    if system.name in LINKS:
-        return LINKS[system.name]
-    return getattr(system, "activation", _identity)
 
 
 def matern_state_space(nu: float, lengthscale: torch.Tensor, variance: torch.Tensor):
