@@ -8,6 +8,7 @@ import torch
 
 from ..linalg import cholesky
 from ..errors import UnknownNameError
+from ..quadrature import interpolate_linear
 from .base import ForcePrior, Mesh
 
 __all__ = ["rbf_covariance", "periodic_covariance", "prior_covariance", "sample_force", "SAMPLING_JITTER"]
@@ -119,14 +120,14 @@ def sample_force(
     if mesh.force_space is None:
         normal = torch.randn(n_tasks, times.numel(), generator=generator, dtype=torch.float64).to(device)
         draw = prior.mean + (time_factor @ normal[..., None])[..., 0]
-        draw = _interpolate_last(draw, times, mesh.force_time.to(draw))
+        draw = interpolate_linear(draw, times, mesh.force_time.to(draw))
     else:
         space = mesh.force_space.to(device=device, dtype=torch.float64)
         space_cov = rbf_covariance(space, space, on_device["force_space_lengthscale"], 1.0)
         space_factor = _cholesky(space_cov)
         normal = torch.randn(n_tasks, space.numel(), times.numel(), generator=generator, dtype=torch.float64).to(device)
         draw = prior.mean + space_factor @ normal @ time_factor.transpose(-1, -2)
-        draw = _interpolate_last(draw, times, mesh.force_time.to(draw))
+        draw = interpolate_linear(draw, times, mesh.force_time.to(draw))
     return draw.to(dtype), hyper
 
 
@@ -145,13 +146,3 @@ def _draw_grid(time: torch.Tensor, force_time: torch.Tensor, scale: float) -> to
         return force_time.to(torch.float64)
     parts = [torch.linspace(float(a), float(b), int(n) + 1, dtype=torch.float64)[:-1] for a, b, n in zip(time[:-1], time[1:], pieces)]
     return torch.cat(parts + [time[-1:].to(torch.float64)])
-
-
-def _interpolate_last(values: torch.Tensor, grid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Linearly interpolate ``values (..., grid)`` along the last dim onto ``target``."""
-    if grid.numel() == target.numel() and torch.allclose(grid, target):
-        return values
-    right = torch.searchsorted(grid, target).clamp(1, grid.numel() - 1)
-    left = right - 1
-    weight = ((target - grid[left]) / (grid[right] - grid[left])).clamp(0, 1)
-    return values[..., left] * (1 - weight) + values[..., right] * weight

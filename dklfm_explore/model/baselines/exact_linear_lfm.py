@@ -66,6 +66,8 @@ import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
+from ...quadrature import trapezoid_weights
+from ...simulate import observation_noise_std
 from ...systems.base import System
 from ...systems.forces import rbf_covariance
 from ...systems.reaction_diffusion import SERIES_TERMS_PER_POINT, sine_modes
@@ -280,10 +282,7 @@ class SineBasis:
     def simulator(cls, force_space: torch.Tensor) -> "SineBasis":
         """The reaction-diffusion solver's own truncation and trapezoidal projection on ``force_space``."""
         grid = force_space.to(torch.float64)
-        step = grid[1:] - grid[:-1]
-        weights = torch.zeros_like(grid)
-        weights[:-1] += 0.5 * step
-        weights[1:] += 0.5 * step
+        weights = trapezoid_weights(grid)
         n_modes = max(1, int(SERIES_TERMS_PER_POINT * grid.numel()))
         return cls(n_modes, grid, weights, "simulator")
 
@@ -458,10 +457,7 @@ def _noise_std(tasks: TaskSet, noise_std) -> torch.Tensor:
         return torch.as_tensor(np.asarray(tasks.dataset["noise_std"].values, dtype=np.float64))
     if "y_clean" not in tasks.dataset:
         raise InvalidInputError("The task set has no `y_clean` to recompute the noise level from; pass noise_std (one value per output).")
-    level = float(tasks.dataset.attrs.get("noise_level", 0.0))
-    clean = tasks.tensor("y_clean").transpose(0, 1).reshape(tasks.n_outputs, -1)
-    spread = clean.std(dim=1) if clean.shape[1] > 1 else torch.ones(tasks.n_outputs, dtype=torch.float64)
-    return level * spread
+    return observation_noise_std(tasks.tensor("y_clean"), float(tasks.dataset.attrs.get("noise_level", 0.0)))
 
 
 NOISE_FLOOR = 1e-6
