@@ -13,6 +13,7 @@ from dklfm_explore.systems import (
     ForcePrior,
     ODESystem,
     ParameterSpec,
+    System,
     get_system,
     register_system,
     sample_force,
@@ -247,3 +248,11 @@ def test_a_force_kernel_nobody_implements_is_an_error_not_an_rbf():
     times = torch.linspace(0, 1, 4, dtype=torch.float64)
     with pytest.raises(UnknownNameError, match="matern"):
         prior_covariance(prior, times, times, {"force_lengthscale": torch.ones(2, dtype=torch.float64)})
+
+
+def test_each_system_links_a_gp_value_to_its_force():
+    value = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
+    assert torch.equal(get_system("lotka-volterra").link(value), torch.exp(value))
+    assert torch.equal(get_system("transcription").link(value), torch.nn.functional.softplus(value))
+    assert torch.equal(get_system("transcription-linear").link(value), value)
+    assert type(get_system("reaction-diffusion")).link is System.link

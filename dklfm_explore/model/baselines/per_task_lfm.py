@@ -9,9 +9,9 @@ and Adam statistic belongs to one task).
 even grid ``z`` over the window: whitened, ``g(z) = mu + L v`` with
 ``L L^T = K(z, z)`` and ``v ~ N(0, I)``, and between the grid points the GP
 conditional mean ``g(t) = mu + K(t, z) L^{-T} v``.  The force that drives the
-ODE is ``link(g)``: ``system.activation`` when the system has one (softplus for
-``transcription``, identity for ``transcription-linear``), ``exp`` for
-``lotka-volterra`` (a positive predator), identity otherwise.  The outputs are
+ODE is ``link(g)``, the system's :meth:`~dklfm_explore.systems.base.System.link`
+(softplus for ``transcription``, identity for ``transcription-linear``, ``exp`` for
+``lotka-volterra``, a positive predator; identity by default).  The outputs are
 ``system.integrate`` (torchdiffeq, the system's fixed-step method) with that
 force, observed with Gaussian noise of one learned standard deviation per
 output.
@@ -102,7 +102,7 @@ from ...systems.mesh import time_mesh
 from ...systems.ode import ODESystem, PiecewiseLinearForce
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
 
-__all__ = ["PerTaskLFM", "per_task_posterior", "LINKS", "DEFAULT_ITERATIONS"]
+__all__ = ["PerTaskLFM", "per_task_posterior", "DEFAULT_ITERATIONS"]
 
 DEFAULT_ITERATIONS = 300
 """Adam steps: the data fit of transcription tasks stops improving visibly after about 250."""
@@ -136,20 +136,6 @@ FORCE_GRID_COPIES = 4
 """Force-grid tensors a batch copy holds at once: GP values, their task-major copy, the link, its stage columns."""
 KERNEL_COPIES = 4
 """Kernel-sized temporaries of a task: time differences, sine (or scaled square), exponent, kernel."""
-
-LINKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"lotka-volterra": torch.exp}
-"""Maps from the GP to the force for systems without an ``activation`` (default identity)."""
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-def _link_for(system: System) -> Callable[[torch.Tensor], torch.Tensor]:
-    if system.name in LINKS:
-        return LINKS[system.name]
-    return getattr(system, "activation", _identity)
-
 
 def _bounded(raw: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return low + (high - low) * torch.sigmoid(raw)
@@ -204,13 +190,13 @@ class PerTaskLFM(torch.nn.Module):
     y_scale : Tensor ``(task, output)``
         Each task's output standard deviation (initial noise and noise floor).
     link : callable, optional
-        Map from the GP to the ODE's force; default per :data:`LINKS`.
+        Map from the GP to the ODE's force; default ``system.link``.
     """
 
     def __init__(self, system: ODESystem, n_tasks: int, n_outputs: int, inducing_time: torch.Tensor, prior: ForcePrior, y_scale: torch.Tensor, link=None):
         super().__init__()
         self.system, self.prior, self.n_outputs = system, prior, n_outputs
-        self.link = link or _link_for(system)
+        self.link = link or system.link
         like = inducing_time
         self.register_buffer("inducing_time", inducing_time)
         self.bounds = {}
@@ -393,7 +379,7 @@ def per_task_posterior(
     system : System or str, optional
         Default: the system named in the task set's attrs (any registered ODE system).
     link : callable, optional
-        Map from the GP to the force; default as described in the module docstring.
+        Map from the GP to the force; default ``system.link``.
     progress : callable ``(iteration, iterations, mean_loss)``, optional
     threads : int or None
         Torch intra-op threads during the call, restored afterwards.  The tensors

@@ -62,7 +62,6 @@ from ...systems.base import System, get_system
 from ...systems.ode import ODESystem
 from ...systems.transcription import Transcription
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
-from .per_task_lfm import _identity, _link_for
 
 __all__ = ["state_space_posterior", "matern_state_space", "kalman_smoother", "DEFAULT_ITERATIONS", "MATERN_ORDERS"]
 
@@ -240,13 +239,14 @@ def _unbounded(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> to
     return torch.log(p) - torch.log1p(-p)
 
 
-def _link_moments(link, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if link is _identity:
+def _link_moments(system: System, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``system.link(g)``, ``g ~ N(mean, var)``: exact for the default identity link, else by Gauss-Hermite."""
+    if type(system).link is System.link:
         return mean, var
     nodes, weights = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)
     nodes = torch.as_tensor(nodes, dtype=mean.dtype, device=mean.device)
     weights = torch.as_tensor(weights / weights.sum(), dtype=mean.dtype, device=mean.device)
-    values = link(mean[..., None] + var.clamp_min(0).sqrt()[..., None] * nodes)
+    values = system.link(mean[..., None] + var.clamp_min(0).sqrt()[..., None] * nodes)
     first = (weights * values).sum(-1)
     return first, ((weights * values**2).sum(-1) - first**2).clamp_min(0)
 
@@ -368,13 +368,12 @@ def state_space_posterior(
         shape = (n_tasks, n_outputs) if spec.per_output else (n_tasks,)
         bounds[name] = (low.expand(shape), high.expand(shape))
         kinetics[name] = per_task(given.get(name), 0.5 * (low + high), name, shape)
-    link = _link_for(system)
 
     def run(kinetic, lengthscale_, variance_, mean_, noise_, smooth):
         F, q, P_inf = matern_state_space(nu, lengthscale_, variance_)
         m_f = P_inf.shape[-1]
         n = n_states + m_f
-        drift = _Drift(system, link, kinetic, F, mean_, n_states)
+        drift = _Drift(system, system.link, kinetic, F, mean_, n_states)
         y0 = system.initial_state(kinetic, n_tasks, n_states, y).to(dtype)
         m0 = torch.cat([y0, y0.new_zeros(n_tasks, m_f)], -1)
         P0 = y0.new_zeros(n_tasks, n, n)
@@ -412,7 +411,7 @@ def state_space_posterior(
         log_likelihood, m_s, P_s = run(kinetics, lengthscale, variance, mean, noise, smooth=True)
     m_q, P_q = m_s[:, query_index], P_s[:, query_index]
     g_mean, g_var = mean[:, None] + m_q[..., n_states], P_q[..., n_states, n_states]
-    latent_mean, latent_var = _link_moments(link, g_mean, g_var)
+    latent_mean, latent_var = _link_moments(system, g_mean, g_var)
     m_y, P_y = m_q[..., :n_states], P_q[..., :n_states, :n_states]
     output_mean = (H @ m_y[..., None])[..., 0].transpose(1, 2)
     output_var = (H @ P_y @ H.T).diagonal(dim1=-2, dim2=-1).transpose(1, 2)
