@@ -31,6 +31,7 @@ from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .ood import reference_from_standardised
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
+from .metrics import COVERAGE_Z
 from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
 from .sources import TrainingData, spec_source, task_set_source
@@ -50,8 +51,6 @@ VALIDATION_CHUNK = 256
 """Validation tasks conditioned at once (bounds the memory of the batched Cholesky factors)."""
 CALIBRATION_LEVEL = 0.95
 """Central interval whose held-out coverage the latent-std calibration makes exact."""
-CALIBRATION_Z = 1.959963984540054
-"""Half-width of the central 95% Gaussian interval in standard deviations."""
 MIN_CALIBRATION = 1e-2
 """Floor of the calibration factor: the std includes sigma_f, so a 100x too wide predictive std is not a case to fit."""
 
@@ -96,7 +95,7 @@ def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None =
             prior.append(torch.where(keep, f, torch.zeros_like(f)).flatten(1).pow(2).sum(1).to(torch.float64).cpu())
             count.append(keep.flatten(1).sum(1).cpu())
             if std_scale is not None:
-                inside = (error.abs() <= CALIBRATION_Z * std_scale * post.latent_var.sqrt().flatten(1)) & keep.flatten(1)
+                inside = (error.abs() <= COVERAGE_Z * std_scale * post.latent_var.sqrt().flatten(1)) & keep.flatten(1)
                 covered.append(inside.sum(1).cpu())
     joined = [torch.cat(parts) for parts in (squared, prior, count)]
     return (*joined, torch.cat(covered) if covered else None)
@@ -156,7 +155,7 @@ def latent_std_calibration(model: DKLFM, data: Standardised) -> float:
     z = torch.cat(scores)
     if z.numel() == 0:
         return 1.0
-    return max(float(torch.quantile(z, CALIBRATION_LEVEL)) / CALIBRATION_Z, MIN_CALIBRATION)
+    return max(float(torch.quantile(z, CALIBRATION_LEVEL)) / COVERAGE_Z, MIN_CALIBRATION)
 
 
 def initialise_model(model_config: ModelConfig, config: TrainingConfig, coords: tuple[torch.Tensor, ...], device) -> DKLFM:
