@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import forward_ad
 
+from ...linalg import solve_lower
 from ...systems.base import Mesh
 from ._common import cholesky
 from ._per_task_model import INDUCING_JITTER, PerTaskLFM
@@ -67,7 +68,7 @@ def _joint_inducing(model: PerTaskLFM, factor: torch.Tensor, extension: torch.Te
     if extension.numel() == 0:
         return model.inducing_time, factor
     cross = model.kernel(model.inducing_time, extension)
-    lower = torch.linalg.solve_triangular(factor, cross, upper=False).transpose(-1, -2)
+    lower = solve_lower(factor, cross).transpose(-1, -2)
     eye = torch.eye(extension.numel(), dtype=factor.dtype, device=factor.device)
     corner = cholesky(model.kernel(extension, extension) - lower @ lower.transpose(-1, -2) + INDUCING_JITTER * model.prior.variance * eye)
     top = torch.cat([factor, factor.new_zeros(factor.shape[0], factor.shape[1], extension.numel())], dim=-1)
@@ -134,7 +135,7 @@ def laplace_posterior(model: PerTaskLFM, observed, mesh: Mesh, observed_index, p
 def _conditional_variance(model: PerTaskLFM, query_time: torch.Tensor, inducing_time: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """GP variance ``(task, query)`` of ``g`` between the inducing points, given their values."""
     cross = model.kernel(inducing_time, query_time)
-    whitened = torch.linalg.solve_triangular(factor, cross, upper=False)
+    whitened = solve_lower(factor, cross)
     return (model.prior.variance - (whitened**2).sum(-2)).clamp_min(0.0)
 
 

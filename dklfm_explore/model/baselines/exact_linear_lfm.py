@@ -29,6 +29,7 @@ import xarray as xr
 
 from ...data import TaskSet
 from ...errors import InvalidInputError
+from ...linalg import cholesky_solve, solve_lower
 from ...simulate import observation_noise_std
 from ...systems.base import System
 from ._common import (
@@ -89,11 +90,11 @@ def _condition(
     covariance = k_yy * mask[:, :, None] * mask[:, None, :] + torch.diag_embed(noise_var * mask + (1 - mask))
     factor = cholesky(covariance)
     residual = torch.where(observed, y - prior_mean, torch.zeros_like(y))
-    weights = torch.cholesky_solve(residual[..., None], factor)[..., 0]
+    weights = cholesky_solve(factor, residual[..., None])[..., 0]
     results = []
     for mean, cross, variance in queries:
         cross = cross * mask[:, None, :]
-        whitened = torch.linalg.solve_triangular(factor, cross.transpose(-1, -2), upper=False)
+        whitened = solve_lower(factor, cross.transpose(-1, -2))
         results.append((mean + (cross @ weights[..., None])[..., 0], variance - (whitened**2).sum(-2)))
     return results
 

@@ -58,6 +58,7 @@ import xarray as xr
 from ...data import TaskSet
 from ...devices import resolve_device
 from ...errors import InvalidInputError
+from ...linalg import cholesky_solve
 from ...systems.base import System, get_system
 from ...systems.ode import ODESystem
 from ...systems.transcription import Transcription
@@ -208,8 +209,8 @@ def kalman_smoother(drift: _Drift, times: torch.Tensor, z: torch.Tensor, H: torc
             innovation = torch.where(observed, z[..., k], torch.zeros_like(z[..., k])) - (Hm @ m[..., None])[..., 0]
             S = Hm @ P @ Hm.transpose(-1, -2) + torch.diag_embed(noise_var * mask + (1 - mask))
             factor = cholesky(_symmetric(S))
-            gain_t = torch.cholesky_solve(Hm @ P, factor)
-            weights = torch.cholesky_solve(innovation[..., None], factor)[..., 0]
+            gain_t = cholesky_solve(factor, Hm @ P)
+            weights = cholesky_solve(factor, innovation[..., None])[..., 0]
             log_likelihood = log_likelihood - 0.5 * ((innovation * weights).sum(-1)
                                                      + 2 * (factor.diagonal(dim1=-2, dim2=-1).log() * mask).sum(-1)
                                                      + mask.sum(-1) * math.log(2 * math.pi))
