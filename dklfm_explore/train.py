@@ -79,6 +79,13 @@ class ValidationScore:
     n_tasks: int
 
 
+def _chunked_posteriors(model: DKLFM, data: Standardised):
+    """Yield ``(f, posterior)`` for each chunk of ``VALIDATION_CHUNK`` tasks of ``data`` (the caller holds ``torch.no_grad()``)."""
+    for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
+        chunk = slice(start, start + VALIDATION_CHUNK)
+        yield data.f[chunk], model.posterior(data.coords, data.y[chunk])
+
+
 def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None = None):
     """Per task: summed squared latent error, summed squared prior-mean error, observed count, points covered.
 
@@ -86,9 +93,7 @@ def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None =
     """
     squared, prior, count, covered = [], [], [], []
     with torch.no_grad():
-        for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
-            f = data.f[start : start + VALIDATION_CHUNK]
-            post = model.posterior(data.coords, data.y[start : start + VALIDATION_CHUNK])
+        for f, post in _chunked_posteriors(model, data):
             keep = ~torch.isnan(f)
             error = torch.where(keep, post.latent_mean - f, torch.zeros_like(f)).flatten(1)
             squared.append(error.pow(2).sum(1).to(torch.float64).cpu())
@@ -147,9 +152,7 @@ def latent_std_calibration(model: DKLFM, data: Standardised) -> float:
     """
     scores = []
     with torch.no_grad():
-        for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
-            f = data.f[start : start + VALIDATION_CHUNK]
-            post = model.posterior(data.coords, data.y[start : start + VALIDATION_CHUNK])
+        for f, post in _chunked_posteriors(model, data):
             keep = ~torch.isnan(f)
             scores.append(((post.latent_mean - f).abs() / post.latent_var.sqrt())[keep])
     z = torch.cat(scores)
