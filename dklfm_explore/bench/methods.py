@@ -15,7 +15,7 @@ from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "infer_dklfm", "per_task", "exact", "state_space", "throughput"]
+__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "per_task", "exact", "state_space", "throughput"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -24,15 +24,26 @@ def scales(train: TaskSet) -> tuple[float, np.ndarray]:
     return float(train.dataset["f"].std()), train.dataset["y_clean"].std(reduce).values
 
 
-def train_dklfm(train_tasks: TaskSet, settings: Settings, device, seconds=None, model_config=None):
-    """``(model, train_s, peak_mb)`` of DKLFM trained on ``train_tasks`` within the settings' budget."""
+def train_dklfm(source, settings: Settings, device, seconds=None, model_config=None):
+    """``(model, train_s, peak_mb)`` of DKLFM trained within the settings' budget.
+
+    ``source`` is a fixed ``TaskSet`` or a ``SimulationSpec`` to draw fresh tasks from at every step.
+    """
     from ..train import TrainingConfig, train
 
     config = TrainingConfig(epochs=settings.epochs, max_seconds=seconds or settings.max_train_seconds,
                             seed=TRAIN_SEED, device=str(device))
     with PeakMemory(device) as memory:
-        model, train_s = timed(lambda: train(train_tasks, config=config, model_config=model_config), device)
+        model, train_s = timed(lambda: train(source, config=config, model_config=model_config), device)
     return model, train_s, memory.peak_mb
+
+
+def tasks_trained_on(model) -> int:
+    """How many tasks ``model`` was trained on: the task set's size, or the fresh tasks drawn from a spec."""
+    provenance = model.provenance or {}
+    if provenance.get("source") == "spec":
+        return int(provenance.get("tasks_seen", 0))
+    return int(provenance.get("training_tasks", 0)) + int(provenance.get("validation_tasks", 0))
 
 
 def infer_dklfm(model, observed: TaskSet, device, **query) -> tuple[xr.Dataset, float, float, float]:

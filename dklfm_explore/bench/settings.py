@@ -14,7 +14,12 @@ TRAIN_SEED, TEST_SEED = 0, 1
 
 @dataclass
 class Settings:
-    """Sizes of one benchmark run; ``quick_settings()`` shrinks everything for a CPU smoke test."""
+    """Sizes of one benchmark run; ``quick_settings()`` shrinks everything for a CPU smoke test.
+
+    With ``stream`` (default) DKLFM trains on fresh tasks drawn from each family's simulation spec at every
+    step, within ``max_train_seconds``; ``n_train`` / ``n_train_rd`` then size only the reference set that
+    fixes the units.  The paper-protocol row always trains on its ``n_train_paper`` fixed tasks.
+    """
 
     n_train: int = 256
     n_train_rd: int = 500
@@ -31,6 +36,7 @@ class Settings:
     throughput_tasks: int = 10_000
     learning_curve: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
     learning_curve_seconds: float = 240.0
+    stream: bool = True
     quick: bool = False
 
     @classmethod
