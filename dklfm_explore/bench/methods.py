@@ -78,15 +78,17 @@ def state_space(observed: TaskSet, settings: Settings, device, **query):
 
 def neural_process(train_tasks: TaskSet, observed: TaskSet, settings: Settings, device, **query):
     """``(result, train_s, steps, batched_s, one-at-a-time s, peak_mb)`` of a transformer neural process meta-trained
-    on DKLFM's training tasks with DKLFM's batch size, epochs (or ``settings.neural_process_epochs``) and time budget."""
+    on DKLFM's training tasks with DKLFM's batch size and budget (see ``Settings.neural_process_epochs``)."""
     from ..config import TrainingConfig
     from ..model.baselines import train_neural_process
 
-    epochs = settings.neural_process_epochs or settings.epochs
+    if settings.neural_process_epochs is None:
+        budget = {"epochs": settings.epochs, "max_seconds": settings.max_train_seconds}
+    else:
+        budget = {"epochs": settings.neural_process_epochs}
     with PeakMemory(device) as memory:
-        model, train_s = timed(lambda: train_neural_process(train_tasks, epochs=epochs, batch_size=TrainingConfig.batch_size,
-                                                            max_seconds=settings.max_train_seconds, seed=TRAIN_SEED,
-                                                            device=device), device)
+        model, train_s = timed(lambda: train_neural_process(train_tasks, batch_size=TrainingConfig.batch_size, seed=TRAIN_SEED,
+                                                            device=device, **budget), device)
         result, batched_s, single_s, _ = infer_dklfm(model, observed, device, **query)
     return result, train_s, model.steps, batched_s, single_s, memory.peak_mb
 

@@ -29,7 +29,8 @@ class Settings:
     per_task_iterations: int | None = None
     state_space_iterations: int | None = None
     neural_process_epochs: int | None = None
-    """Passes of the neural process over DKLFM's training tasks (None: DKLFM's ``epochs``), within ``max_train_seconds``."""
+    """Passes of the neural process over DKLFM's training tasks, its only budget; None: DKLFM's ``epochs`` within
+    ``max_train_seconds`` (the full run's parity; the quick run's 20 s would cut a contended CPU's run short at random)."""
     throughput_tasks: int = 10_000
     learning_curve: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
     learning_curve_seconds: float = 240.0
