@@ -215,7 +215,7 @@ class NeuralProcess:
         """
         if tasks.system_name and tasks.system_name != self.system:
             raise InvalidInputError(f"The neural process was trained on {self.system!r}; these tasks are {tasks.system_name!r}.")
-        if tasks.n_outputs != self.module.n_outputs or (tasks.is_spatial) != (self.module.mesh_dims == 2):
+        if tasks.n_outputs != self.module.n_outputs or tasks.is_spatial != (self.module.mesh_dims == 2):
             raise InvalidInputError(f"The neural process expects {self.module.n_outputs} output(s) over "
                                     f"{'(space, time)' if self.module.mesh_dims == 2 else 'time'}; got {tasks}.")
         if space is not None and not tasks.is_spatial:
