@@ -4,12 +4,14 @@
     python -m dklfm_explore.bench ...        # the same; python -m benchmarks.harness from a checkout too
 
 Families:
-  transcription            softplus transcription, 5 genes: DKLFM trained on fresh simulated tasks (8 min) vs
-                           per-task and state-space LFMs, 20 test tasks
+  transcription            softplus transcription, 5 genes: DKLFM trained on fresh simulated tasks (8 min) vs a
+                           neural process trained on as many tasks of the same simulator in the same budget, and
+                           the per-task and state-space LFMs, 20 test tasks
   transcription-linear     the same with G = identity, plus the exact LFM with the true parameters
   reaction-diffusion       DKLFM trained on fresh tasks on 21x21; 20 test tasks observed on 21x21, latent
-                           inferred on 40x40 (super-resolution); exact LFM on the same
-  lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]
+                           inferred on 40x40 (super-resolution); the neural process and the exact LFM on the same
+  lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]; the
+                           neural process, per-task and state-space LFMs on the same
   paper-protocol           the paper's Table 1 as the authors' code simulated it (PROTOCOL.md 1.1): 256 noise-free
                            tasks on 10 times, 9 condition, MSE in the data's units; DKLFM and per-task LFM
   learning-curve           test latent MSE of DKLFM against the number of fixed training tasks (32 ... 1024),
@@ -89,6 +91,21 @@ def _state_space_row(family, observed, truth, scales, settings, device, timings,
     return score(family, "state-space-lfm", result, truth, scales, 0, device, None, seconds, memory)
 
 
+def _neural_process_row(family, train_tasks, observed, truth, scales, settings, device, timings, dklfm_tasks, **query) -> dict:
+    """The neural process trained on the same simulator as DKLFM: as many fresh tasks as DKLFM saw (``settings.stream``), or its task set."""
+    if settings.stream:
+        train_tasks = simulate(train_tasks.spec, max(int(dklfm_tasks), 1), device=device)
+    result, train_s, steps, batched_s, single_s, memory = methods.neural_process(train_tasks, observed, settings, device, **query)
+    timings[f"{family}/neural-process"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s,
+                                           "train_steps": steps}
+    return score(family, "neural-process", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s, memory)
+
+
+def _absent(family, method, reason, timings) -> None:
+    timings[f"{family}/{method}"] = {"absent": reason}
+    print(f"{family}: no {method} row: {reason}", flush=True)
+
+
 def _exact_row(family, observed, truth, scales, device, timings, **query) -> dict:
     result, seconds, memory = methods.exact(observed, device, **query)
     timings[f"{family}/exact-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
@@ -103,7 +120,8 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     dklfm, model = _dklfm_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings, with_model=True)
     if family == "transcription":
         timings["transcription/throughput"] = methods.throughput(model, settings, device)
-    rows = [dklfm, _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
+    rows = [dklfm, _neural_process_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings, dklfm["n_train"]),
+            _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
             _state_space_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
     if family == "transcription-linear":
         rows.append(_exact_row(family, test_tasks, test_tasks, scales, device, timings))
@@ -122,7 +140,9 @@ def run_reaction_diffusion(settings: Settings, device, timings: dict) -> list[di
     fine = test_union.select_mesh(time=fine_t, space=fine_x)
     scales = methods.scales(train_tasks)
     query = {"space": fine.dataset["space"].values, "time": fine.dataset["time"].values}
-    return [_dklfm_row(family, train_tasks, observed, fine, scales, settings, device, timings, **query),
+    _absent(family, "state-space-lfm", "the state-space LFM covers ODE systems; reaction-diffusion is a PDE", timings)
+    dklfm = _dklfm_row(family, train_tasks, observed, fine, scales, settings, device, timings, **query)
+    return [dklfm, _neural_process_row(family, train_tasks, observed, fine, scales, settings, device, timings, dklfm["n_train"], **query),
             _exact_row(family, observed, fine, scales, device, timings, **query)]
 
 
@@ -147,7 +167,9 @@ def run_lotka_volterra(settings: Settings, device, timings: dict) -> list[dict]:
                   max(train_mem, infer_mem))]
     timings[f"{family}/dklfm"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s}
     timings[f"{family}/dklfm-observed-on-0-2T"] = latent_metrics(full_result, test_full.dataset["f"], scales[0])
+    rows.append(_neural_process_row(family, train_tasks, observed, test_full, scales, settings, device, timings, rows[0]["n_train"], **query))
     rows.append(_per_task_row(family, observed, test_full, scales, settings, device, timings, **query))
+    rows.append(_state_space_row(family, observed, test_full, scales, settings, device, timings, **query))
     return rows
 
 

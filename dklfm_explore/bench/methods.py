@@ -15,7 +15,7 @@ from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "per_task", "exact", "state_space", "throughput"]
+__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "per_task", "exact", "state_space", "neural_process", "throughput"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -85,6 +85,23 @@ def state_space(observed: TaskSet, settings: Settings, device, **query):
     with PeakMemory(device) as memory:
         result, seconds = timed(lambda: state_space_posterior(observed, device=device, **options, **query), device)
     return result, seconds, memory.peak_mb
+
+
+def neural_process(train_tasks: TaskSet, observed: TaskSet, settings: Settings, device, **query):
+    """``(result, train_s, steps, batched_s, one-at-a-time s, peak_mb)`` of a transformer neural process meta-trained
+    on DKLFM's training tasks with DKLFM's batch size and budget (see ``Settings.neural_process_epochs``)."""
+    from ..config import TrainingConfig
+    from ..model.baselines import train_neural_process
+
+    if settings.neural_process_epochs is None:
+        budget = {"epochs": settings.epochs, "max_seconds": settings.max_train_seconds}
+    else:
+        budget = {"epochs": settings.neural_process_epochs}
+    with PeakMemory(device) as memory:
+        model, train_s = timed(lambda: train_neural_process(train_tasks, batch_size=TrainingConfig.batch_size, seed=TRAIN_SEED,
+                                                            device=device, **budget), device)
+        result, batched_s, single_s, _ = infer_dklfm(model, observed, device, **query)
+    return result, train_s, model.steps, batched_s, single_s, memory.peak_mb
 
 
 def throughput(model, settings: Settings, device) -> dict:

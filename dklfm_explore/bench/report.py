@@ -63,6 +63,9 @@ def render_markdown(payload: dict) -> str:
     for key, value in payload["timings"].items():
         if "batched_ms" in value:
             lines.append(f"| {key} | {value['batched_ms']:.2f} | {fmt(value.get('one_at_a_time_ms'), '.2f')} |")
+    absent = {key: value["absent"] for key, value in payload["timings"].items() if "absent" in value}
+    if absent:
+        lines += ["", "## Rows not run", ""] + [f"- {key}: {reason}" for key, reason in absent.items()]
     speed = payload["timings"].get("transcription/throughput")
     if speed:
         lines += ["", f"## Throughput: {speed['tasks']} transcription tasks batched ({speed['dtype']})", "",

@@ -61,6 +61,7 @@ from ...errors import InvalidInputError
 from ...linalg import cholesky_solve
 from ...systems.base import System, get_system
 from ...systems.ode import ODESystem
+from ...systems.lotka_volterra import LotkaVolterra
 from ...systems.transcription import Transcription
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
 
@@ -115,11 +116,15 @@ def matern_state_space(nu: float, lengthscale: torch.Tensor, variance: torch.Ten
 
 
 class _Drift:
-    """Drift ``a(x)`` of the joint state ``x = (y, x_f)`` ``(task, S + m)`` and its Jacobian ``(task, S + m, S + m)``."""
+    """Drift ``a(x)`` of the joint state ``x = (y, x_f)`` ``(task, S + m)`` and its Jacobian ``(task, S + m, S + m)``.
+
+    The Jacobian is in closed form for transcription (``rhs`` linear in the state) and Lotka-Volterra
+    (``u (alpha - beta f)``), else by forward-mode autodiff of the system's ``rhs``.
+    """
 
     def __init__(self, system: ODESystem, link, parameters: dict, F: torch.Tensor, mean: torch.Tensor, n_states: int):
         self.system, self.link, self.parameters, self.F, self.mean, self.S = system, link, parameters, F, mean, n_states
-        self.linear_in_state = type(system).rhs is Transcription.rhs
+        self.closed_form = type(system).rhs if type(system).rhs in (Transcription.rhs, LotkaVolterra.rhs) else None
 
     def __call__(self, t, x: torch.Tensor) -> torch.Tensor:
         y, xf = x[:, : self.S], x[:, self.S:]
@@ -129,17 +134,22 @@ class _Drift:
 
     def jacobian(self, t, x: torch.Tensor) -> torch.Tensor:
         n_tasks, n = x.shape
-        if self.linear_in_state:
-            g = self.mean + x[:, self.S]
-            slope = torch.func.jvp(self.link, (g,), (torch.ones_like(g),))[1]
-            top = torch.zeros(n_tasks, self.S, n, dtype=x.dtype, device=x.device)
-            top = top + torch.cat([torch.diag_embed(-self.parameters["decay_rate"].expand(n_tasks, self.S)),
-                                   (self.parameters["sensitivity"].expand(n_tasks, self.S) * slope[:, None])[..., None],
-                                   x.new_zeros(n_tasks, self.S, n - self.S - 1)], -1)
-        else:
-            top = self._generic_jacobian(t, x)
+        top = self._closed_form_jacobian(x) if self.closed_form is not None else self._generic_jacobian(t, x)
         bottom = torch.cat([x.new_zeros(n_tasks, n - self.S, self.S), self.F], -1)
         return torch.cat([top, bottom], -2)
+
+    def _closed_form_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        n_tasks, n = x.shape
+        g = self.mean + x[:, self.S]
+        force, slope = torch.func.jvp(self.link, (g,), (torch.ones_like(g),))
+        if self.closed_form is Transcription.rhs:
+            by_state = -self.parameters["decay_rate"].expand(n_tasks, self.S)
+            by_force = self.parameters["sensitivity"].expand(n_tasks, self.S) * slope[:, None]
+        else:
+            growth, predation = self.parameters["growth_rate"][:, None], self.parameters["predation_rate"][:, None]
+            by_state = (growth - predation * force[:, None]).expand(n_tasks, self.S)
+            by_force = -predation * x[:, : self.S] * slope[:, None]
+        return torch.cat([torch.diag_embed(by_state), by_force[..., None], x.new_zeros(n_tasks, self.S, n - self.S - 1)], -1)
 
     def _generic_jacobian(self, t, x: torch.Tensor) -> torch.Tensor:
         def single(x_one, parameters, mean):
