@@ -18,7 +18,7 @@ import xarray as xr
 
 from .data import Normaliser, TaskSet
 from .errors import ConstantOutputWarning, InvalidInputError
-from .io.format import shown
+from .io.format import listed, shown
 from .spread import MAX_MAGNITUDE, RELATIVE_SPREAD, is_constant, pooled_moments
 
 __all__ = ["TimeMap", "Standardised", "standardise", "standardise_coords", "unstandardise", "pooled_stats", "check_reach", "span_text",
@@ -129,8 +129,8 @@ def standardise(tasks: TaskSet, normaliser: Normaliser, *, time_mapping: str = "
         How the tasks' time axis is placed on the training window (:meth:`TimeMap.fit`).
     output_scaling : {"training", "self"}
         Standardise outputs with the training statistics, or with the tasks' own per-output
-        mean and std pooled over tasks and mesh (:func:`pooled_stats`; refused when every output is
-        constant, a :class:`~dklfm_explore.errors.ConstantOutputWarning` names a constant one).
+        mean and std pooled over tasks and mesh (:func:`pooled_stats`; a
+        :class:`~dklfm_explore.errors.ConstantOutputWarning` names the outputs that do not vary).
     latent : bool
         Also standardise the latent force ``f`` (training, validation).
     window : (float, float), optional
@@ -141,8 +141,7 @@ def standardise(tasks: TaskSet, normaliser: Normaliser, *, time_mapping: str = "
     Raises
     ------
     InvalidInputError
-        An output beyond :data:`~dklfm_explore.spread.MAX_MAGNITUDE` (its variance would overflow),
-        or every output constant with ``output_scaling="self"``.
+        An output beyond :data:`~dklfm_explore.spread.MAX_MAGNITUDE` (its variance would overflow).
     """
     if output_scaling not in OUTPUT_SCALINGS:
         raise InvalidInputError(f"output_scaling {output_scaling!r} is not one of {', '.join(OUTPUT_SCALINGS)}.")
@@ -214,22 +213,16 @@ def _check_magnitude(tasks: TaskSet, y: torch.Tensor) -> None:
 
 
 def _own_stats(tasks: TaskSet, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`pooled_stats` of the tasks' outputs; refuses tasks whose outputs are all constant and warns for a constant one."""
+    """:func:`pooled_stats` of the tasks' outputs; one :class:`ConstantOutputWarning` names the outputs that do not vary."""
     mean, std, constant = pooled_stats(y)
-    flags = constant.flatten().tolist()
-    if all(flags):
-        raise InvalidInputError(
-            f"Every output of {_source(tasks)} is constant (it varies by less than {RELATIVE_SPREAD:g} of its size), "
-            "so there is no change to infer a force from and no scale to standardise by."
+    names = [name for name, flag in zip(tasks.output_names, constant.flatten().tolist()) if flag]
+    if names:
+        warnings.warn(
+            f"Output(s) {listed(shown(name) for name in names)} of {_source(tasks)} do not vary (to {RELATIVE_SPREAD:g} of their size); "
+            "they are scaled by their own size, tell nothing about the force, and their output_std is a guess.",
+            ConstantOutputWarning,
+            stacklevel=4,
         )
-    for name, flag, value in zip(tasks.output_names, flags, mean.flatten().tolist()):
-        if flag:
-            warnings.warn(
-                f"Output {shown(name)} of {_source(tasks)} is constant ({value:.6g}); it is scaled by its own size, "
-                "tells nothing about the force, and its output_std is a guess.",
-                ConstantOutputWarning,
-                stacklevel=4,
-            )
     return mean, std
 
 

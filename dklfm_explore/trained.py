@@ -153,7 +153,7 @@ class TrainedModel:
         ------
         InvalidInputError
             Output count or mesh dimension differs from the model's, unknown mapping, an output
-            with no observed value in a task, an output beyond 1e150 or every output constant
+            with no observed value in a task, an output beyond 1e150
             (:func:`~dklfm_explore.standardise.standardise`).
 
         Warns
@@ -165,7 +165,7 @@ class TrainedModel:
         NotLearnedWarning
             If the model's verdict says it did not learn.
         ConstantOutputWarning
-            Naming an output that does not vary (with ``output_scaling="self"``).
+            Naming the outputs that do not vary (with ``output_scaling="self"``).
         NonFiniteResultWarning
             Naming the variables and tasks of the result that are not finite numbers.
         """
