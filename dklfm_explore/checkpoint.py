@@ -16,6 +16,7 @@ Version 1 lacks ``latent_std_scale`` (it loads with 1), versions 1 and 2 lack ``
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 
 from .atomic import atomic_write
 from .errors import CheckpointError
+from .io.format import MAX_SHOWN
 
 __all__ = ["write_checkpoint", "read_checkpoint", "CHECKPOINT_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "CHECKPOINT_KEYS"]
 
@@ -50,7 +52,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     Raises
     ------
     CheckpointError
-        If the file is missing, corrupted, not a dict, of another format version or lacks keys.
+        If the file is missing, corrupted, not a dict, of another format version, lacks keys or has a
+        field of another form than this package writes (:data:`FIELD_CHECKS`).
     """
     path = Path(path)
     if not path.is_file():
@@ -61,14 +64,64 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path.name} is not a readable DKLFM checkpoint (corrupted or another format: {type(error).__name__}).") from error
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path.name} is not a DKLFM checkpoint (it holds a {type(payload).__name__}, not a dict).")
-    version = payload.get("format_version")
-    if "format_version" in payload and (isinstance(version, bool) or version not in READABLE_FORMAT_VERSIONS):
-        raise CheckpointError(
-            f"{path.name} has checkpoint format version {version!r} but this package reads versions "
-            f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))}; retrain or load it with package version "
-            f"{payload.get('package_version', 'unknown')}."
-        )
+    _check_version(payload, path.name)
     missing = [key for key in CHECKPOINT_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path.name} is missing checkpoint key(s) {', '.join(missing)}.")
+    for key, (check, expected) in FIELD_CHECKS.items():
+        if key in payload and not check(payload[key]):
+            raise CheckpointError(f"{path.name} has a malformed checkpoint field {key!r} ({_described(payload[key])}); it must be {expected}.")
     return payload
+
+
+def _check_version(payload: dict, source: str) -> None:
+    if "format_version" not in payload:
+        return
+    version = payload["format_version"]
+    readable = ", ".join(map(str, READABLE_FORMAT_VERSIONS))
+    if type(version) is not int:
+        raise CheckpointError(
+            f"{source} has a malformed checkpoint field 'format_version' ({_described(version)}); it must be an integer, one of {readable}."
+        )
+    if version not in READABLE_FORMAT_VERSIONS:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {version} but this package reads versions {readable}; "
+            f"retrain or load it with package version {payload.get('package_version', 'unknown')}."
+        )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_window(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_number, value)) and value[0] < value[1]
+
+
+def _is_names(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(name, str) for name in value) and len(set(value)) == len(value)
+
+
+FIELD_CHECKS = {
+    "package_version": (lambda value: isinstance(value, str), "a version string"),
+    "state_dict": (lambda value: isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()), "a dict of tensors"),
+    "model_config": (lambda value: isinstance(value, dict), "a dict of model settings"),
+    "training_config": (lambda value: isinstance(value, dict), "a dict of training settings"),
+    "normaliser": (lambda value: isinstance(value, dict), "a dict of normalising statistics"),
+    "system_name": (lambda value: isinstance(value, str), "a system name (a string, empty for none)"),
+    "output_names": (_is_names, "a list of distinct output names (strings)"),
+    "time_window": (_is_window, "two finite increasing times"),
+    "space_window": (lambda value: value is None or _is_window(value), "None or two finite increasing positions"),
+    "history": (lambda value: isinstance(value, list) and all(isinstance(record, dict) for record in value), "a list of per-epoch dicts"),
+    "latent_std_scale": (lambda value: _is_number(value) and value > 0, "a positive finite number"),
+    "ood_reference": (lambda value: value is None or isinstance(value, dict), "None or a dict"),
+    "verdict": (lambda value: value is None or isinstance(value, dict), "None or a dict"),
+    "provenance": (lambda value: value is None or isinstance(value, dict), "None or a dict"),
+}
+"""Per checkpoint key: whether a stored value has the form this package writes, and that form in words."""
+
+
+def _described(value) -> str:
+    """A stored value for a message: its type and its repr, cut to :data:`~dklfm_explore.io.format.MAX_SHOWN` characters."""
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + '...'}"

@@ -281,6 +281,7 @@ def _check_simulation_mesh(args, system) -> None:
 
 def _infer(args) -> None:
     from .io import load_measurements, write_result
+    from .io.format import shown
     from .systems import SYSTEMS
     from .trained import load_model
 
@@ -295,7 +296,7 @@ def _infer(args) -> None:
         print(f"dklfm infer: outputs taken as the model's: {tasks.dataset.attrs['output_match']}", file=sys.stderr)
     named = tasks.dataset.attrs.get("system")
     if named and named != model.system_name:
-        warnings.warn(f"{args.measurements.name} names the system {named!r} but the model was trained on {model.system_name!r}.", stacklevel=1)
+        warnings.warn(f"{args.measurements.name} names the system {shown(named)} but the model was trained on {model.system_name!r}.", stacklevel=1)
     time, space = _query_mesh(args, tasks)
     result = model.infer(tasks, time=time, space=space, time_mapping=args.time_mapping)
     write_result(result, args.out, overwrite=args.force)

@@ -162,6 +162,9 @@ class TrainingProgress:
         Training tasks the steps so far conditioned on (with repeats for a task set).
     validation_latent_mse_se : float or None
         Standard error of ``validation_latent_mse`` over the validation tasks.
+    validation_tasks : int or None
+        Validation tasks with a finite latent value that ``validation_latent_mse`` rests on (in the
+        final record: those of ``best_validation_latent_mse``).
     """
 
     epoch: int
@@ -177,6 +180,7 @@ class TrainingProgress:
     step: int = 0
     tasks_seen: int = 0
     validation_latent_mse_se: float | None = None
+    validation_tasks: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

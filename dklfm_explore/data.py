@@ -23,7 +23,7 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -34,6 +34,7 @@ import xarray as xr
 from .atomic import atomic_write
 from .errors import InvalidInputError
 from .spec import LEGACY_SETTINGS_ATTR, SPEC_ATTR, SimulationSpec
+from .spread import is_constant, pooled_moments
 
 __all__ = ["TaskSet", "Normaliser", "open_taskset"]
 
@@ -333,7 +334,8 @@ class Normaliser:
     """Invertible affine standardisation of outputs, latent force and time.
 
     Fitted on training tasks only: ``y`` per output over (task, mesh), ``f`` over
-    (task, mesh); time is mapped to ``[0, 1]`` over the training window.  Test
+    (task, mesh), without overflow (:func:`~dklfm_explore.spread.pooled_moments`; a constant series
+    is scaled by 1); time is mapped to ``[0, 1]`` over the training window.  Test
     tasks never contribute to the statistics.
 
     Attributes
@@ -357,43 +359,32 @@ class Normaliser:
 
     @classmethod
     def fit(cls, tasks: TaskSet) -> "Normaliser":
-        """Fit on ``tasks`` (the training set)."""
-        reduce = [d for d in tasks.dataset["y"].dims if d != "output"]
-        y_mean = tasks.dataset["y"].mean(reduce, skipna=True).values
-        y_std = tasks.dataset["y"].std(reduce, skipna=True).values
-        f_mean, f_std = (0.0, 1.0)
-        if tasks.has_latent:
-            f_mean = float(tasks.dataset["f"].mean().values)
-            f_std = float(tasks.dataset["f"].std().values)
-        return cls._from_statistics(np.asarray(y_mean), np.asarray(y_std), f_mean, f_std, tasks.time, tasks.space)
+        """Fit on ``tasks`` (the training set); a lazily opened one is read in passes, never whole."""
+        y, f = tasks.dataset["y"], tasks.dataset["f"] if tasks.has_latent else None
+        return cls._fitted(y, f, tasks.time, tasks.space)
 
     @classmethod
     def fit_tensors(cls, y: torch.Tensor, f: torch.Tensor, time: torch.Tensor, space: torch.Tensor | None = None) -> "Normaliser":
         """Fit on tensors ``y (task, output, [space,] time)``, ``f (task, [space,] time)`` as :meth:`fit` does on a task set."""
-        per_output = y.detach().to(torch.float64).transpose(0, 1).reshape(y.shape[1], -1).cpu()
-        observed = ~torch.isnan(per_output)
-        count = observed.sum(-1).clamp_min(1)
-        y_mean = torch.nan_to_num(per_output).sum(-1) / count
-        centred = torch.where(observed, per_output - y_mean[:, None], torch.zeros_like(per_output))
-        y_std = (centred.pow(2).sum(-1) / count).sqrt()
-        latent = f.detach().to(torch.float64).reshape(-1).cpu()
-        latent = latent[~torch.isnan(latent)]
-        f_mean = float(latent.mean()) if latent.numel() else 0.0
-        f_std = float(latent.std(correction=0)) if latent.numel() else 1.0
-        return cls._from_statistics(y_mean.tolist(), y_std.tolist(), f_mean, f_std, time, space)
+        mesh = ("space", "time") if space is not None else ("time",)
+        as_array = lambda tensor, dims: xr.DataArray(tensor.detach().to(torch.float64).cpu().numpy(), dims=dims)  # noqa: E731
+        return cls._fitted(as_array(y, ("task", "output") + mesh), as_array(f, ("task",) + mesh), time, space)
 
     @classmethod
-    def _from_statistics(cls, y_mean, y_std, f_mean: float, f_std: float, time, space) -> "Normaliser":
-        """The normaliser of per-output ``y_mean``, ``y_std`` ``(output,)``, the latent's ``f_mean``, ``f_std`` and the mesh.
-
-        A std below ``MIN_STD`` is raised to it (a non-finite output std becomes 1);
-        ``time (time,)`` maps to ``[0, 1]``, as ``space (space,)`` (or ``None``) does.
-        """
+    def _fitted(cls, y: xr.DataArray, f: xr.DataArray | None, time: torch.Tensor, space: torch.Tensor | None) -> "Normaliser":
+        """Statistics pooled without overflow (:func:`~dklfm_explore.spread.pooled_moments`); a spread that is none scales by 1."""
+        y_mean, y_std, y_magnitude = pooled_moments(y, [d for d in y.dims if d != "output"])
+        y_std = np.where(is_constant(y_std, y_magnitude), 1.0, y_std)
+        f_mean, f_std = 0.0, 1.0
+        if f is not None:
+            mean, std, magnitude = pooled_moments(f, list(f.dims))
+            f_mean = float(mean) if np.isfinite(mean) else 0.0
+            f_std = 1.0 if is_constant(std, magnitude) else float(std)
         return cls(
-            y_mean=tuple(float(v) for v in y_mean),
-            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std),
+            y_mean=tuple(float(v) if np.isfinite(v) else 0.0 for v in y_mean),
+            y_std=tuple(float(v) for v in y_std),
             f_mean=f_mean,
-            f_std=max(f_std, MIN_STD),
+            f_std=f_std,
             time_offset=float(time[0]),
             time_scale=float(max(time[-1] - time[0], MIN_STD)),
             space_offset=float(space[0]) if space is not None else 0.0,
@@ -435,5 +426,22 @@ class Normaliser:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Normaliser":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Rebuild a stored normaliser; raise :class:`InvalidInputError` naming a missing or malformed field."""
+        if not isinstance(values, dict):
+            raise InvalidInputError(f"A normaliser must be a dict, got {type(values).__name__}.")
+        normaliser = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        scales = ("y_std", "f_std", "time_scale", "space_scale")
+        for field in fields(cls):
+            value = getattr(normaliser, field.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            usable = len(numbers) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers)
+            if not usable or (field.name in scales and min(numbers) <= 0):
+                kind = "positive finite numbers" if field.name in scales else "finite numbers"
+                raise InvalidInputError(f"The normaliser's {field.name} is {str(value)[:40]!r}; it must hold {kind}.")
+        if len(normaliser.y_mean) != len(normaliser.y_std) or normaliser.mesh_dims not in (1, 2):
+            raise InvalidInputError(
+                f"The normaliser has {len(normaliser.y_mean)} output mean(s), {len(normaliser.y_std)} std(s) and mesh_dims "
+                f"{normaliser.mesh_dims}; it needs one mean and one std per output and mesh_dims 1 or 2."
+            )
+        return normaliser
 

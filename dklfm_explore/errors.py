@@ -17,6 +17,8 @@ __all__ = [
     "ExtrapolationWarning",
     "OutOfDistributionWarning",
     "NotLearnedWarning",
+    "ConstantOutputWarning",
+    "NonFiniteResultWarning",
 ]
 
 
@@ -67,3 +69,11 @@ class NotLearnedWarning(UserWarning):
 
 class CancelledError(DKLFMError):
     """A long job (simulation, training) was cancelled by its caller; nothing partial was kept."""
+
+
+class ConstantOutputWarning(UserWarning):
+    """An output of the tasks does not vary, so it cannot be standardised by its own spread and tells nothing about the force."""
+
+
+class NonFiniteResultWarning(UserWarning):
+    """An inference result holds values that are not finite numbers (NaN or infinite) where numbers were promised."""

@@ -8,13 +8,17 @@ how it was made (method, device, timings).  Standard deviations are predictive.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import xarray as xr
 
 from .data import TaskSet
+from .errors import NonFiniteResultWarning
+from .io.format import listed, shown
 
-__all__ = ["result_dataset", "RESULT_VARIABLES"]
+__all__ = ["result_dataset", "warn_if_not_finite", "RESULT_VARIABLES"]
 
 RESULT_VARIABLES = ("latent_mean", "latent_std", "output_mean", "output_std")
 
@@ -61,3 +65,25 @@ def result_dataset(
     for name, (dims, value) in (extra or {}).items():
         variables[name] = (dims, numpy(value) if isinstance(value, torch.Tensor) else value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def warn_if_not_finite(result: xr.Dataset, source: str) -> None:
+    """Warn, naming the variable, output and tasks, where a result holds NaN or infinite values instead of numbers."""
+    for name in RESULT_VARIABLES:
+        values = result[name]
+        bad = ~np.isfinite(values.values)
+        if not bad.any():
+            continue
+        where = ""
+        if "output" in values.dims:
+            per_output = bad.any(axis=tuple(i for i, d in enumerate(values.dims) if d != "output"))
+            where = f" of output(s) {listed(values['output'].values[per_output])}"
+        per_task = bad.reshape(bad.shape[0], -1).any(axis=1)
+        tasks = [shown(str(label)) for label in values["task"].values[per_task]]
+        warnings.warn(
+            NonFiniteResultWarning(
+                f"The inferred {name}{where} of {source} is not a finite number at {int(bad.sum())} point(s) "
+                f"(task(s) {listed(tasks)}); do not use those values."
+            ),
+            stacklevel=3,
+        )

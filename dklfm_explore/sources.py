@@ -25,6 +25,7 @@ from .data import Normaliser, TaskSet
 from .errors import InvalidInputError
 from .simulate import CHUNK_SEED_STRIDE, BatchSimulator, stream_generator
 from .spec import SimulationSpec
+from .task_checks import check_learnable, check_validation_split
 from .standardise import Standardised, TimeMap, standardise, standardise_coords
 
 __all__ = ["TrainingData", "task_set_source", "spec_source", "default_validation_tasks",
@@ -153,17 +154,6 @@ class TrainingData:
         return math.prod(c.numel() for c in self.coords)
 
 
-def check_tasks(tasks: TaskSet, what: str) -> None:
-    """Raise InvalidInputError unless ``tasks`` is a task set with a known, nowhere infinite latent force (read lazily)."""
-    if not isinstance(tasks, TaskSet):
-        raise InvalidInputError(f"{what} must be a TaskSet, got {type(tasks).__name__}.")
-    if not tasks.has_latent:
-        raise InvalidInputError(f"{what} carry no latent force `f`; training needs simulated tasks with a known force.")
-    for name in ("y", "f"):
-        if bool(np.isinf(tasks.dataset[name]).any()):
-            raise InvalidInputError(f"{what} contain infinite values in `{name}`; use NaN for missing values.")
-
-
 def _spec_or_none(tasks: TaskSet) -> dict | None:
     try:
         spec = tasks.spec
@@ -178,18 +168,17 @@ def task_set_source(tasks: TaskSet, config: TrainingConfig, validation_tasks: Ta
     A task set whose ``y`` and ``f`` exceed ``config.in_memory_limit_mb`` is streamed from its file
     (at most :data:`STREAMED_VALIDATION_CAP` validation tasks are held out of it).
     """
-    check_tasks(tasks, "The training tasks")
+    check_learnable(tasks, "The training tasks")
     path = tasks.dataset.encoding.get("source")
     streamed = _nbytes(tasks) > config.in_memory_limit_mb * 2**20
     if validation_tasks is None and config.validation > 0:
-        if tasks.n_tasks < 2:
-            raise InvalidInputError(f"Training with validation needs at least 2 tasks, got {tasks.n_tasks}.")
+        check_validation_split(tasks, config.validation)
         held_out = max(config.validation, 1 / tasks.n_tasks)
         if streamed:
             held_out = min(int(round(held_out * tasks.n_tasks)) if held_out < 1 else int(held_out), STREAMED_VALIDATION_CAP)
         tasks, validation_tasks = tasks.split(held_out, seed=config.seed)
     if validation_tasks is not None:
-        check_tasks(validation_tasks, "The validation tasks")
+        check_learnable(validation_tasks, "The validation tasks")
         if validation_tasks.n_outputs != tasks.n_outputs or validation_tasks.is_spatial != tasks.is_spatial:
             raise InvalidInputError(
                 f"Validation tasks have {validation_tasks.n_outputs} outputs (spatial={validation_tasks.is_spatial}) "

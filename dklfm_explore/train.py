@@ -70,11 +70,11 @@ class ValidationScore:
     Attributes
     ----------
     mse : float
-        Pooled over every observed latent point.
+        Pooled over every finite latent point (NaN when there is none).
     se : float
         Standard deviation of the per-task MSEs over ``sqrt(n_tasks)`` (0 for one task).
     n_tasks : int
-        Tasks with at least one observed latent value.
+        Tasks with at least one finite latent value: the tasks the figures rest on.
     """
 
     mse: float
@@ -97,7 +97,7 @@ def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None =
     squared, prior, count, covered = [], [], [], []
     with torch.no_grad():
         for f, post in _chunked_posteriors(model, data):
-            keep = ~torch.isnan(f)
+            keep = torch.isfinite(f)
             error = torch.where(keep, post.latent_mean - f, torch.zeros_like(f)).flatten(1)
             squared.append(error.pow(2).sum(1).to(torch.float64).cpu())
             prior.append(torch.where(keep, f, torch.zeros_like(f)).flatten(1).pow(2).sum(1).to(torch.float64).cpu())
@@ -112,14 +112,14 @@ def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None =
 def _score(squared: torch.Tensor, count: torch.Tensor) -> ValidationScore:
     used = count > 0
     total = int(count.sum())
-    mse = float(squared.sum()) / max(total, 1)
+    mse = float(squared.sum()) / total if total else math.nan
     per_task = squared[used] / count[used]
     se = float(per_task.std() / math.sqrt(per_task.numel())) if per_task.numel() > 1 else 0.0
     return ValidationScore(mse=mse, se=se, n_tasks=int(used.sum()))
 
 
 def validate(model: DKLFM, data: Standardised) -> ValidationScore:
-    """Latent MSE of the posterior mean at the tasks' mesh (standardised units, observed ``f`` only) and its standard error."""
+    """Latent MSE of the posterior mean at the tasks' mesh (standardised units, finite ``f`` only), its standard error and the tasks it rests on."""
     squared, _, count, _ = _per_task_errors(model, data)
     return _score(squared, count)
 
@@ -156,7 +156,7 @@ def latent_std_calibration(model: DKLFM, data: Standardised) -> float:
     scores = []
     with torch.no_grad():
         for f, post in _chunked_posteriors(model, data):
-            keep = ~torch.isnan(f)
+            keep = torch.isfinite(f)
             scores.append(((post.latent_mean - f).abs() / post.latent_var.sqrt())[keep])
     z = torch.cat(scores)
     if z.numel() == 0:
@@ -223,6 +223,7 @@ class _Run:
     best_score: float = math.inf
     best_validation: float | None = None
     best_se: float | None = None
+    best_tasks: int | None = None
     epochs_since_best: int = 0
 
 
@@ -291,7 +292,7 @@ def train(
         validation_latent_mse=history[-1]["validation_latent_mse"] if history else None,
         best_validation_latent_mse=run.best_validation, elapsed_s=history[-1]["elapsed_s"] if history else 0.0, eta_s=0.0,
         device=str(device), stopped_reason=reason, message=message, step=run.step, tasks_seen=run.tasks_seen,
-        validation_latent_mse_se=run.best_se,
+        validation_latent_mse_se=run.best_se, validation_tasks=run.best_tasks,
     )
     history.append(final.to_dict())
     if progress is not None:
@@ -363,6 +364,7 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
             run.best_score, run.best_state, run.epochs_since_best = value, _snapshot(model), 0
             run.best_validation = score.mse if score is not None else None
             run.best_se = score.se if score is not None else None
+            run.best_tasks = score.n_tasks if score is not None else None
         else:
             run.epochs_since_best += 1
         eta = elapsed / epoch * (config.epochs - epoch)
@@ -373,6 +375,7 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
             validation_latent_mse=score.mse if score is not None else None,
             best_validation_latent_mse=run.best_validation, elapsed_s=elapsed, eta_s=eta, device=str(device),
             step=run.step, tasks_seen=run.tasks_seen, validation_latent_mse_se=score.se if score is not None else None,
+            validation_tasks=score.n_tasks if score is not None else None,
         )
         history.append(record.to_dict())
         logger.debug("epoch %d loss %.4f validation %s", epoch, epoch_loss, record.validation_latent_mse)

@@ -26,8 +26,9 @@ from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError, NotLearnedWarning
 from .model.dklfm import DKLFM, ModelConfig
 from .ood import annotate as annotate_ood
-from .result import result_dataset
-from .standardise import TIME_MAPPINGS, Standardised, TimeMap, standardise, standardise_coords, unstandardise
+from .result import result_dataset, warn_if_not_finite
+from .task_checks import check_observed
+from .standardise import TIME_MAPPINGS, Standardised, TimeMap, check_reach, span_text, standardise, standardise_coords, unstandardise
 from .verdict import Verdict
 from .version import package_version
 
@@ -152,7 +153,8 @@ class TrainedModel:
         ------
         InvalidInputError
             Output count or mesh dimension differs from the model's, unknown mapping, an output
-            with no observed value.
+            with no observed value in a task, an output beyond 1e150
+            (:func:`~dklfm_explore.standardise.standardise`).
 
         Warns
         -----
@@ -162,6 +164,10 @@ class TrainedModel:
             Naming the tasks whose outputs are unlike the validation tasks'.
         NotLearnedWarning
             If the model's verdict says it did not learn.
+        ConstantOutputWarning
+            Naming the outputs that do not vary (with ``output_scaling="self"``).
+        NonFiniteResultWarning
+            Naming the variables and tasks of the result that are not finite numbers.
         """
         self._check_tasks(tasks)
         if self.verdict is not None and not self.verdict.learned:
@@ -169,6 +175,8 @@ class TrainedModel:
         output_scaling = self._output_scaling(tasks, output_scaling)
         standardised = standardise(tasks, self.normaliser, time_mapping=time_mapping, output_scaling=output_scaling,
                                    latent=False, window=self.time_window, device=self.device)
+        source = str(tasks.dataset.attrs.get("source") or "the tasks")
+        check_reach(standardised.coords, source, self.time_window)
         query_time, query_space, query = self._query(tasks, time, space, standardised.time_map)
         posterior, elapsed_ms = self._condition(standardised, query)
         latent_mean, latent_var, output_mean, output_var = unstandardise(self.normaliser, standardised, *posterior)
@@ -176,6 +184,7 @@ class TrainedModel:
         attrs = {"infer_ms_per_task": elapsed_ms / tasks.n_tasks, "device": str(self.device), "time_mapping": time_mapping,
                  "output_scaling": output_scaling, "system": self.system_name}
         result = result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
+        warn_if_not_finite(result, source)
         return annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
 
     def _check_tasks(self, tasks: TaskSet) -> None:
@@ -190,6 +199,7 @@ class TrainedModel:
         if tasks.is_spatial != (self.space_window is not None):
             kind = "space x time" if self.space_window is not None else "time-only"
             raise InvalidInputError(f"The tasks' mesh is {'space x time' if tasks.is_spatial else 'time-only'} but the model is {kind}.")
+        check_observed(tasks, str(tasks.dataset.attrs.get("source") or "the tasks"))
 
     def _output_scaling(self, tasks: TaskSet, output_scaling: str) -> str:
         """``"training"`` or ``"self"`` for a requested scaling (``"auto"`` resolved as :meth:`infer` says)."""
@@ -209,6 +219,7 @@ class TrainedModel:
         elif space is not None:
             raise InvalidInputError("A space query was given but the tasks are over time only.")
         query = standardise_coords(self.normaliser, query_time, query_space, time_map)
+        check_reach(query, "the query", self.time_window)
         trained_on = {"time": tuple(time_map.inverse(bound) for bound in self.time_window), "space": self.space_window}
         for name, values, user in zip(("space", "time")[-len(query):], query, (query_space, query_time)[-len(query):]):
             _warn_if_outside(values, name, user, trained_on[name])
@@ -276,6 +287,9 @@ def load_model(path: str | os.PathLike, device=None) -> TrainedModel:
         normaliser = Normaliser.from_dict(payload["normaliser"])
         config = TrainingConfig.from_dict(payload["training_config"])
         verdict = None if payload.get("verdict") is None else Verdict.from_dict(payload["verdict"])
+        if len(payload["output_names"]) != model_config.n_outputs or len(normaliser.y_mean) != model_config.n_outputs:
+            raise ValueError(f"{len(payload['output_names'])} output names and {len(normaliser.y_mean)} output means for a model of "
+                             f"{model_config.n_outputs} outputs")
         provenance = payload.get("provenance")
         if provenance is not None and not isinstance(provenance, dict):
             raise TypeError(f"provenance must be a dict, got {type(provenance).__name__}")
@@ -313,8 +327,9 @@ def _warn_if_outside(normalised: torch.Tensor, name: str, user: torch.Tensor, tr
     if low < -EXTRAPOLATION_MARGIN or high > 1 + EXTRAPOLATION_MARGIN:
         warnings.warn(
             ExtrapolationWarning(
-                f"The {name} query spans {float(user.min()):g} to {float(user.max()):g} but the model was trained on "
-                f"{trained_on[0]:g} to {trained_on[1]:g} (on this axis); predictions beyond that are extrapolations."
+                f"The {name} query spans {span_text(float(user.min()), float(user.max()))} but the model was trained on "
+                f"{span_text(*trained_on)} (on this axis); predictions beyond that are extrapolations."
             ),
             stacklevel=3,
         )
+

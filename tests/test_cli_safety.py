@@ -123,3 +123,84 @@ def test_a_closed_pipe_ends_quietly():
     run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert run.stdout == "DKLFM for "
     assert run.stderr == ""
+
+
+GENES = ("DDB2", "BIK", "DR5", "p21", "SESN1")
+
+
+def _genes_csv(path, values, times=None, replicates=None):
+    """A CSV of the p53 model's five genes: ``values (row, gene)``; one replicate unless ``replicates`` labels the rows."""
+    times = list(range(len(values))) if times is None else times
+    header = "time," + ("replicate," if replicates else "") + ",".join(GENES)
+    rows = [f"{t}," + (f"{replicates[i]}," if replicates else "") + ",".join("" if v is None else repr(float(v)) for v in row)
+            for i, (t, row) in enumerate(zip(times, values))]
+    path.write_text("\n".join([header] + rows) + "\n")
+    return path
+
+
+def _varying(n=8, scale=1.0):
+    return [[scale * (100 + 10 * k + 7 * t + (t * t) % 5) for k in range(5)] for t in range(n)]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([row[:0] + [1e200] + row[1:] if t == 3 else row for t, row in enumerate(_varying())], "Output 'DDB2' of data.csv reaches 1e+200"),
+        (_varying(scale=1e295), "Output 'DDB2' of data.csv reaches 1.53e+297, beyond the 1e+150"),
+    ],
+)
+def test_infer_refuses_outputs_it_cannot_scale_instead_of_writing_nan(values, message, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert main(["infer", str(MODEL), str(_genes_csv(tmp_path / "data.csv", values)), "--out", str(out)]) == 2
+    assert message in one_sentence(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ([row[:2] + [7.0] + row[3:] for row in _varying()], "Output(s) 'DR5' of data.csv do not vary"),
+        ([[5.0] * 5] * 8, "Output(s) 'DDB2', 'BIK', 'DR5', 'p21', 'SESN1' of data.csv do not vary"),
+        ([[1 + 1e-15 * t] * 5 for t in range(8)], "Output(s) 'DDB2', 'BIK', 'DR5', 'p21', 'SESN1' of data.csv do not vary"),
+    ],
+)
+def test_constant_outputs_are_named_and_tiny_units_are_not_constant(values, named, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert main(["infer", str(MODEL), str(_genes_csv(tmp_path / "data.csv", values)), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert named in err and err.count("do not vary") == 1
+    table = [line.split(",") for line in out.read_text().splitlines() if not line.startswith("#")]
+    column = table[0].index("DR5_std")
+    # scaled by its own size (about 1 to 7), not by the 1e-12 floor: a predictive std above 0.01, never 1e-13
+    assert all(float(row[column]) > 0.01 for row in table[1:])
+    tiny = _genes_csv(tmp_path / "tiny.csv", _varying(scale=1e-14))
+    assert main(["infer", str(MODEL), str(tiny), "--out", str(tmp_path / "tiny_r.csv")]) == 0
+    assert "do not vary" not in capsys.readouterr().err
+
+
+def test_an_output_missing_from_one_replicate_is_named(tmp_path, capsys):
+    values = _varying(4) + [row[:3] + [None] + row[4:] for row in _varying(4)]
+    data = _genes_csv(tmp_path / "data.csv", values, times=[0, 1, 2, 3] * 2, replicates=["r1"] * 4 + ["r2"] * 4)
+    assert main(["infer", str(MODEL), str(data), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "Output 'p21' of task 'r2' of data.csv has no observed value" in one_sentence(capsys)
+
+
+def test_times_too_far_from_the_training_window_are_one_sentence(tmp_path, capsys):
+    data = _genes_csv(tmp_path / "ns.csv", _varying(), times=[int(1.7e18) + k * 3_600_000_000_000 for k in range(8)])
+    assert main(["infer", str(MODEL), str(data), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "lie more than 1e+06 window lengths from its training window 0 to 12" in one_sentence(capsys)
+    assert main(["infer", str(MODEL), str(data), "--out", str(tmp_path / "r.csv"), "--time-mapping", "scale"]) == 0
+
+
+def test_nanosecond_times_equal_in_double_precision_are_explained(tmp_path, capsys):
+    data = _genes_csv(tmp_path / "ns.csv", _varying(3), times=["10000000000000001", "10000000000000000", "10000000000000004"])
+    assert main(["infer", str(MODEL), str(data), "--out", str(tmp_path / "r.csv")]) == 2
+    assert "Times '10000000000000001' and '10000000000000000' on lines 2 and 3 of ns.csv are the same number in double precision" in one_sentence(capsys)
+
+
+def test_a_long_system_name_is_cut_in_the_warning(tmp_path, capsys):
+    other = tmp_path / "other.csv"
+    other.write_text(P53_CSV.read_text().replace("# system: transcription\n", f"# system: {'x' * 100_000}\n"))
+    assert main(["infer", str(MODEL), str(other), "--out", str(tmp_path / "r.nc")]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "names the system" in line]
+    assert len(warning) == 1 and len(warning[0]) < 300 and "(100000 characters)" in warning[0]

@@ -1,5 +1,5 @@
 """Files are never damaged by a write and damaged files never pass as data: atomic writes, concurrent
-writers, byte-flipped and half-written netCDF."""
+writers, byte-flipped and half-written netCDF; doctored checkpoints and hostile CSV cells are one sentence."""
 
 import gc
 import os
@@ -8,11 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from dklfm_explore import load_measurements, open_taskset, simulate
 from dklfm_explore.atomic import atomic_write
-from dklfm_explore.errors import InvalidInputError
+from dklfm_explore.datasets.registry import DATA_DIR
+from dklfm_explore.errors import CheckpointError, InvalidInputError
+from dklfm_explore.trained import load_model
+
+PRETRAINED = DATA_DIR / "transcription_p53.pt"
 
 
 def test_two_writers_of_one_target_get_two_temporary_files_and_the_target_is_whole(tmp_path):
@@ -112,3 +117,54 @@ def test_a_file_left_by_a_killed_simulation_is_one_sentence_and_the_target_is_un
     for read in (load_measurements, lambda path: open_taskset(path).load()):
         with pytest.raises(InvalidInputError, match="is not a readable netCDF file"):
             read(partial)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("time_window", None, "malformed checkpoint field 'time_window' (NoneType None); it must be two finite increasing times"),
+        ("time_window", [12.0, 0.0], "field 'time_window' (list [12.0, 0.0])"),
+        ("latent_std_scale", "abc", "field 'latent_std_scale' (str 'abc'); it must be a positive finite number"),
+        ("latent_std_scale", True, "field 'latent_std_scale' (bool True)"),
+        ("history", "garbage", "field 'history' (str 'garbage'); it must be a list of per-epoch dicts"),
+        ("format_version", True, "field 'format_version' (bool True); it must be an integer, one of 1, 2, 3"),
+        ("format_version", "2", "field 'format_version' (str '2'); it must be an integer"),
+        ("output_names", ["a", "b"], "2 output names and 5 output means for a model of 5 outputs"),
+        ("output_names", "abc" * 1000, "field 'output_names' (str 'abcabcabcabcabcabcabcabcabcabcabcabcabc...); it must be a list"),
+    ],
+)
+def test_a_doctored_checkpoint_field_is_named_in_one_sentence(key, value, message, tmp_path):
+    payload = torch.load(PRETRAINED, weights_only=True)
+    payload[key] = value
+    torch.save(payload, tmp_path / "doctored.pt")
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "doctored.pt")
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert "version '2' but" not in str(error.value)
+
+
+def test_a_doctored_normaliser_is_refused(tmp_path):
+    payload = torch.load(PRETRAINED, weights_only=True)
+    payload["normaliser"] = dict(payload["normaliser"], y_std="abc")
+    torch.save(payload, tmp_path / "doctored.pt")
+    with pytest.raises(CheckpointError, match="normaliser's y_std is 'abc'; it must hold positive finite numbers"):
+        load_model(tmp_path / "doctored.pt")
+
+
+@pytest.mark.parametrize(
+    "text, outputs",
+    [
+        ("time;level, total\n0;1\n1;2\n2;3\n", ["level, total"]),
+        ("time;level, total;other\n0;1;5\n1;2;5\n2;3;4\n", ["level, total", "other"]),
+    ],
+)
+def test_a_semicolon_file_with_a_comma_in_a_column_name_is_cut_at_the_semicolons(text, outputs):
+    assert load_measurements(text.encode(), name="semi.csv").output_names == outputs
+    with pytest.raises(InvalidInputError, match="non-numeric value '1,5' on line 2; cells must be numbers \\(write a decimal point"):
+        load_measurements(b"time;level, total\n0;1,5\n1;2,5\n2;3,5\n", name="semi.csv")
+
+
+def test_a_long_cell_is_cut_in_the_message():
+    with pytest.raises(InvalidInputError) as error:
+        load_measurements(f"time,A\n0,1\n1,{'x' * 100_000}\n2,3\n".encode(), name="long.csv")
+    assert len(str(error.value)) < 300 and "(100000 characters)" in str(error.value)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from decimal import Decimal
 
 import numpy as np
 import xarray as xr
@@ -35,9 +36,12 @@ def _split_header(cell: str) -> tuple[str, str]:
 
 
 def _delimiter(lines: list[str]) -> str:
-    """The delimiter that cuts the header and the first data lines into equally many cells (the most cells wins).
+    """The delimiter that cuts the header and the first data lines into equally many cells.
 
-    Without such a delimiter, the one the header uses most.
+    Among several, the one that gives the header a ``time`` cell, then the one with the most
+    cells (``time;level, total`` over ``0;1,5`` is cut in two by both, and only ``;`` yields
+    ``time``).  Without such a delimiter, the one whose header has a ``time`` cell, then the one
+    the header uses most.
     """
     sample = [line for line in lines[:DELIMITER_SAMPLE_LINES] if line.strip() and not line.lstrip().startswith("#")]
     consistent = {}
@@ -49,8 +53,17 @@ def _delimiter(lines: list[str]) -> str:
         if len(counts) == 1 and counts != {1}:
             consistent[delimiter] = counts.pop()
     if consistent:
-        return max(consistent, key=consistent.get)
-    return max(DELIMITERS, key=lines[0].count)
+        return max(consistent, key=lambda delimiter: (_names_time(sample[0], delimiter), consistent[delimiter]))
+    return max(DELIMITERS, key=lambda delimiter: (_names_time(lines[0], delimiter), lines[0].count(delimiter)))
+
+
+def _names_time(header: str, delimiter: str) -> bool:
+    """Whether ``header`` cut at ``delimiter`` has a cell named ``time`` (with or without a unit)."""
+    try:
+        cells = next(csv.reader([header], delimiter=delimiter), [])
+    except csv.Error:
+        return False
+    return any(_split_header(cell)[0].lower() == TIME for cell in cells)
 
 
 def csv_dataset(text: str, source: str) -> tuple[xr.Dataset, bool]:
@@ -145,9 +158,10 @@ def _parse_numbers(column: str, cells: list[tuple[int, str]], source: str, *, re
         if INFINITY.fullmatch(cell):
             raise InvalidInputError(f"Column {shown(column)} of {source} has an infinite value {shown(cell)} on line {number}; values must be finite.")
         if not NUMBER.fullmatch(cell):
+            hint = " (write a decimal point, not a comma)" if NUMBER.fullmatch(cell.replace(",", ".", 1)) else ""
             raise InvalidInputError(
                 f"Column {shown(column)} of {source} has a non-numeric value {shown(cell)} on line {number}; "
-                "cells must be numbers, or empty or NA where not measured."
+                f"cells must be numbers{hint}, or empty or NA where not measured."
             )
         values[index] = float(cell)
         if not np.isfinite(values[index]):
@@ -190,11 +204,19 @@ def _rows_to_dataset(roles: dict, cells: dict, metadata: dict, source: str) -> x
                     )
 
     seen: dict[tuple, int] = {}
+    written = {number: cell for number, cell in cells[time_position]}
     for row in range(len(lines)):
         key = (task_index[row], time[row]) + ((space[row],) if spatial else ())
         if key in seen:
             where = f" at space {space[row]:g}" if spatial else ""
             replicate = f" for replicate {shown(labels[row])}" if REPLICATE in roles else ""
+            first, second = written[seen[key]], written[lines[row]]
+            if Decimal(first) != Decimal(second):
+                raise InvalidInputError(
+                    f"Times {shown(first)} and {shown(second)} on lines {seen[key]} and {lines[row]} of {source}{replicate} are the same "
+                    f"number in double precision (it keeps about 16 significant digits); subtract the first time from every time "
+                    "or use a coarser unit (nanosecond timestamps: seconds or hours)."
+                )
             raise InvalidInputError(
                 f"Time {time[row]:g}{where} appears twice{replicate} in {source} (lines {seen[key]} and {lines[row]}); "
                 "give one row per time (average technical repeats, or label them as replicates)."
