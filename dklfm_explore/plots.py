@@ -46,6 +46,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 """Colours of outputs and tasks (matplotlib's tab10 without red and grey, kept for models and truth)."""
 MODEL_COLOUR = "#1f77b4"
 BASELINE_COLOUR = "#d62728"
+REFINED_COLOUR = "#2ca02c"
 TRUTH_COLOUR = "#222222"
 OBSERVATION_COLOUR = "#ff7f0e"
 REFERENCE_COLOURS = ("#6c757d", "#d62728", "#2ca02c")
@@ -294,7 +295,7 @@ def _latent_layers(result, task, tasks, label, colour) -> list:
 
 
 def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None = None, *,
-                      others: Mapping[str, xr.Dataset] | None = None) -> hv.Layout:
+                      others: Mapping[str, xr.Dataset] | None = None, colours: Mapping[str, str] | None = None) -> hv.Layout:
     """Draw each output's posterior of one time-only task with its 95% band and the observations.
 
     Parameters
@@ -306,7 +307,9 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         Gives the observed ``y`` ``(task, output, time)`` (points) and units.
     others : mapping of label to xarray.Dataset, optional
         Other methods' results of the same task (``output_mean``, ``output_std`` on their own times),
-        drawn as dashed means with their bands in :data:`BASELINE_COLOUR`.
+        drawn as dashed means with their bands.
+    colours : mapping of label to colour, optional
+        The others' colours (default :data:`BASELINE_COLOUR`).
 
     Returns
     -------
@@ -327,8 +330,9 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
             other_mean = other["output_mean"].isel(task=task).sel(output=name).values
             other_std = other["output_std"].isel(task=task).sel(output=name).values
             other_time = other["time"].values
-            layers += [_band(other_time, other_mean, other_std, time_dim, dim, BASELINE_COLOUR, label),
-                       _opts(_mean(other_time, other_mean, time_dim, dim, BASELINE_COLOUR, label), line_dash="dashed")]
+            other_colour = (colours or {}).get(label, BASELINE_COLOUR)
+            layers += [_band(other_time, other_mean, other_std, time_dim, dim, other_colour, label),
+                       _opts(_mean(other_time, other_mean, time_dim, dim, other_colour, label), line_dash="dashed")]
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
             layers.append(_points(observed["time"].values, observed.values, time_dim, dim))

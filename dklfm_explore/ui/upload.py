@@ -60,7 +60,7 @@ class YourDataView(ModelSection):
         self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
         self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
-        self.p53_button.on_click(lambda _: self.guard(self.load_p53))
+        self.p53_button.on_click(lambda _: self._replace("the bundled p53 data (5 Gy)", self.load_p53))
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
@@ -89,7 +89,16 @@ class YourDataView(ModelSection):
 
     def _on_upload(self, *events) -> None:
         if self.upload.value is not None:
-            self.guard(lambda: self.load_bytes(self.upload.value, self.upload.filename or "upload.csv"))
+            content, filename = self.upload.value, self.upload.filename or "upload.csv"
+            self._replace(filename, lambda: self.load_bytes(content, filename))
+
+    def _replace(self, new: str, load) -> None:
+        """Run ``load`` at once when nothing is loaded, else after the user agrees to replace what is."""
+        if self.tasks is None:
+            self.guard(load)
+            return
+        self.confirm.ask(f"Replace {self._source} and its results with {new}?", "Replace",
+                         lambda: self.guard(load), f"Keep {self._source}")
 
     def load_bytes(self, content: bytes, filename: str) -> TaskSet:
         """Validate an upload (CSV or netCDF bytes) into a TaskSet and infer it if a model is ready.
@@ -191,7 +200,7 @@ class YourDataView(ModelSection):
         return pn.Column(
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
             pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
-            self._alert, self._needs_model,
+            self._alert, self.confirm, self._needs_model,
             self._summary, self._all, self._task_widget, self._latent, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
             sizing_mode="stretch_width",
