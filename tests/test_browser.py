@@ -67,7 +67,7 @@ def set_number(page, label, value, attempts=20):
 
 def train(page, epochs):
     tab(page, "Training")
-    set_number(page, "Epochs", epochs)
+    set_number(page, "epochs", epochs)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text("Training finished")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
 

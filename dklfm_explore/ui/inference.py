@@ -206,9 +206,13 @@ class ResultSection(ModelSection):
         self.refresh()
 
 
-def plot_pane(method) -> pn.param.ParamMethod:
-    """A pane that redraws ``method`` (a ``@param.depends`` method returning a plots element, or None)."""
-    return pn.param.ParamMethod(method, sizing_mode="stretch_width", linked_axes=False)
+def plot_pane(method) -> pn.Column:
+    """A pane that redraws ``method`` (a ``@param.depends`` method returning a plots element, or None).
+
+    Wrapped in a column, whose style greys it out while it is recomputed (a style set on the
+    method's own pane would be passed on to the HoloViews pane inside, which refuses it).
+    """
+    return pn.Column(pn.param.ParamMethod(method, sizing_mode="stretch_width", linked_axes=False), sizing_mode="stretch_width")
 
 
 def refine_supported(model) -> bool:

@@ -124,8 +124,8 @@ class TrainingView(Section):
 
     source = param.Selector(default=FROM_SIMULATOR, objects=SOURCES, label="train on",
                             doc="Fresh simulated tasks for every step (the settings that made the task set), or the task set itself.")
-    device = param.Selector(default="cpu", objects=["cpu"], doc="Where to train and infer.")
-    epochs = param.Integer(default=DEFAULT_EPOCHS, bounds=(1, 10_000),
+    device = param.Selector(default="cpu", objects=["cpu"], label="device", doc="Where to train and infer.")
+    epochs = param.Integer(default=DEFAULT_EPOCHS, bounds=(1, 10_000), label="epochs",
                            doc="Passes over the task set, or epochs of 'tasks per epoch' fresh tasks; 20-50 is typical, the time limit usually ends the run first.")
     epoch_tasks = param.Integer(default=DEFAULT_EPOCH_TASKS, bounds=(16, 1_000_000), label="tasks per epoch",
                                 doc="Training from fresh simulations: tasks drawn between two validation passes (256-2048).")
@@ -136,7 +136,7 @@ class TrainingView(Section):
     max_seconds = param.Integer(default=DEFAULT_MAX_SECONDS, bounds=(1, None), label="time limit (s)",
                                 doc="Training stops after this long and keeps the best model. On a laptop CPU a first model takes about 60 s "
                                     "(transcription), 2-3 min (Lotka-Volterra), 3-5 min (reaction-diffusion).")
-    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the initialisation and batch order.")
+    seed = param.Integer(default=0, bounds=(0, None), label="seed", doc="Seed of the initialisation and batch order.")
     history = param.List(default=[], doc="TrainingProgress records of the current run, as dicts.")
     history_system = param.String(default="", doc="The system the shown training run was for.")
 
