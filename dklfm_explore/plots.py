@@ -124,12 +124,18 @@ def _truth(time, values, kdim, vdim, label="truth"):
     return _opts(hv.Curve((time, values), kdims=[kdim], vdims=[vdim], label=label), color=TRUTH_COLOUR, line_dash="dashed", line_width=2)
 
 
-def _points(time, values, kdim, vdim, label="observed"):
+def _points(time, values, kdim, vdim, label="observed", errors=None):
+    """Observations as points; with ``errors`` (one std per value), also bars of +- :data:`BAND_Z` std (a 95% interval)."""
     keep = np.isfinite(values)
-    return _opts(
-        hv.Scatter((np.asarray(time)[keep], np.asarray(values)[keep]), kdims=[kdim], vdims=[vdim], label=label),
-        color=OBSERVATION_COLOUR, size=6, line_color="white",
-    )
+    time, values = np.asarray(time)[keep], np.asarray(values)[keep]
+    points = _opts(hv.Scatter((time, values), kdims=[kdim], vdims=[vdim], label=label),
+                   color=OBSERVATION_COLOUR, size=6, line_color="white", tools=["hover"])
+    if errors is None:
+        return points
+    spread = np.nan_to_num(np.asarray(errors, dtype=float)[keep], nan=0.0)
+    bars = hv.ErrorBars((time, values, BAND_Z * spread), kdims=[kdim], vdims=[vdim, hv.Dimension(f"{vdim.name}_error", label="95% error")],
+                        label=f"{label} ± 95% measurement error")
+    return _opts(bars, color=OBSERVATION_COLOUR, line_width=1.5) * points
 
 
 def _frame(overlay, title="", legend=True, legend_position="top_left", **options):
@@ -314,7 +320,8 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
     Returns
     -------
     hv.Layout
-        One Overlay per output: band, mean, the others' bands and means, observations (if ``tasks``);
+        One Overlay per output: band, mean, the others' bands and means, observations (if ``tasks``; with
+        error bars of 95% where ``tasks`` carry ``y_se`` ``(task, output, time)``, as the p53 data do);
         a legend on the first panel when there are others.
     """
     time_dim = _time_dim(tasks)
@@ -335,7 +342,8 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
                        _opts(_mean(other_time, other_mean, time_dim, dim, other_colour, label), line_dash="dashed")]
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
-            layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
+            errors = tasks.dataset["y_se"].isel(task=task, output=j).values if "y_se" in tasks.dataset else None
+            layers.append(_points(observed["time"].values, observed.values, time_dim, dim, errors=errors))
         if others and j == 0:
             panel = _frame(hv.Overlay(layers), str(name), legend_position="right")
             panels.append(_opts(panel, width=SMALL["width"] + LEGEND_WIDTH, height=SMALL["height"]))

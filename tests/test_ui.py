@@ -781,3 +781,28 @@ def test_a_system_registered_after_the_dashboard_is_imported_is_offered_by_a_new
         assert "registered-late" in app.system._system_select.options
     finally:
         SYSTEMS.pop("registered-late")
+
+
+@needs_bundled
+def test_p53_outputs_carry_their_measurement_errors_as_bars():
+    app = Explorer()
+    view = app.your_data
+    view.load_p53()
+    first = view._outputs.object.values()[0]
+    bars = [layer for layer in first if isinstance(layer, hv.ErrorBars)]
+    assert len(bars) == 1
+    se = view.tasks.dataset["y_se"].isel(task=0, output=0).values
+    observed = np.isfinite(view.tasks.dataset["y"].isel(task=0, output=0).values)
+    np.testing.assert_allclose(bars[0].dimension_values(2), 1.959963984540054 * se[observed])
+
+
+def test_plots_leave_the_mouse_wheel_to_the_page():
+    from bokeh.models import WheelZoomTool
+
+    from dklfm_explore import plots
+
+    figure = hv.render(plots.sample_tasks(simulate("transcription-linear", 2, seed=0), 1))
+    for child in figure.children:
+        toolbar = child[0].toolbar
+        assert any(isinstance(tool, WheelZoomTool) for tool in toolbar.tools)  # a toolbar tool to switch on
+        assert not isinstance(toolbar.active_scroll, WheelZoomTool)  # HoloViews' default would make it the active one
