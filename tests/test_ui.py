@@ -806,3 +806,34 @@ def test_plots_leave_the_mouse_wheel_to_the_page():
         toolbar = child[0].toolbar
         assert any(isinstance(tool, WheelZoomTool) for tool in toolbar.tools)  # a toolbar tool to switch on
         assert not isinstance(toolbar.active_scroll, WheelZoomTool)  # HoloViews' default would make it the active one
+
+
+def test_your_data_refines_with_a_model_whose_infer_takes_refine():
+    from dklfm_explore.io import example_csv
+
+    app = Explorer()
+    model = app.session.model
+
+    class Refinable:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def infer(self, tasks, *, refine=False, **query):
+            result = model.infer(tasks, **query)
+            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
+
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert not view.refine_button.visible or "refine" in str(inspect_signature(model.infer))
+    app.session.add_model(Refinable(), "refinable", current=True)
+    assert view.refine_button.visible
+    view.refine()
+    view.refine_job.join(JOB_TIMEOUT_S)
+    np.testing.assert_array_equal(view.result["latent_mean"].values, 1.0)
+    assert "refined answer" in view.message
+
+
+def inspect_signature(function):
+    import inspect
+
+    return inspect.signature(function)
