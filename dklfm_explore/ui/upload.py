@@ -92,9 +92,11 @@ class YourDataView(ModelSection):
         return tasks
 
     def _on_upload(self, *events) -> None:
-        if self.upload.value is not None:
-            content, filename = self.upload.value, self.upload.filename or "upload.csv"
-            self._replace(filename, lambda: self.load_bytes(content, filename))
+        """A file arrived; an empty one arrives as a new filename with no value (the widget sends no bytes)."""
+        if self.upload.value is None and not any(event.name == "filename" for event in events):
+            return
+        content, filename = self.upload.value or b"", self.upload.filename or "upload.csv"
+        self._replace(filename, lambda: self.load_bytes(content, filename))
 
     def _replace(self, new: str, load) -> None:
         """Run ``load`` at once when nothing is loaded, else after the user agrees to replace what is."""
