@@ -47,6 +47,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#1
 """Colours of outputs and tasks (matplotlib's tab10 without red and grey, kept for models and truth)."""
 MODEL_COLOUR = "#1f77b4"
 BASELINE_COLOUR = "#d62728"
+REFINED_COLOUR = "#2ca02c"
 TRUTH_COLOUR = "#222222"
 OBSERVATION_COLOUR = "#ff7f0e"
 REFERENCE_COLOURS = ("#6c757d", "#d62728", "#2ca02c")
@@ -124,12 +125,18 @@ def _truth(time, values, kdim, vdim, label="truth"):
     return _opts(hv.Curve((time, values), kdims=[kdim], vdims=[vdim], label=label), color=TRUTH_COLOUR, line_dash="dashed", line_width=2)
 
 
-def _points(time, values, kdim, vdim, label="observed"):
+def _points(time, values, kdim, vdim, label="observed", errors=None):
+    """Observations as points; with ``errors`` (one std per value), also bars of +- :data:`BAND_Z` std (a 95% interval)."""
     keep = np.isfinite(values)
-    return _opts(
-        hv.Scatter((np.asarray(time)[keep], np.asarray(values)[keep]), kdims=[kdim], vdims=[vdim], label=label),
-        color=OBSERVATION_COLOUR, size=6, line_color="white",
-    )
+    time, values = np.asarray(time)[keep], np.asarray(values)[keep]
+    points = _opts(hv.Scatter((time, values), kdims=[kdim], vdims=[vdim], label=label),
+                   color=OBSERVATION_COLOUR, size=6, line_color="white", tools=["hover"])
+    if errors is None:
+        return points
+    spread = np.nan_to_num(np.asarray(errors, dtype=float)[keep], nan=0.0)
+    bars = hv.ErrorBars((time, values, BAND_Z * spread), kdims=[kdim], vdims=[vdim, hv.Dimension(f"{vdim.name}_error", label="95% error")],
+                        label=f"{label} ± 95% measurement error")
+    return _opts(bars, color=OBSERVATION_COLOUR, line_width=1.5) * points
 
 
 def _frame(overlay, title="", legend=True, legend_position="top_left", **options):
@@ -295,7 +302,7 @@ def _latent_layers(result, task, tasks, label, colour) -> list:
 
 
 def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None = None, *,
-                      others: Mapping[str, xr.Dataset] | None = None) -> hv.Layout:
+                      others: Mapping[str, xr.Dataset] | None = None, colours: Mapping[str, str] | None = None) -> hv.Layout:
     """Draw each output's posterior of one time-only task with its 95% band and the observations.
 
     Parameters
@@ -307,12 +314,15 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
         Gives the observed ``y`` ``(task, output, time)`` (points) and units.
     others : mapping of label to xarray.Dataset, optional
         Other methods' results of the same task (``output_mean``, ``output_std`` on their own times),
-        drawn as dashed means with their bands in :data:`BASELINE_COLOUR`.
+        drawn as dashed means with their bands.
+    colours : mapping of label to colour, optional
+        The others' colours (default :data:`BASELINE_COLOUR`).
 
     Returns
     -------
     hv.Layout
-        One Overlay per output: band, mean, the others' bands and means, observations (if ``tasks``);
+        One Overlay per output: band, mean, the others' bands and means, observations (if ``tasks``; with
+        error bars of 95% where ``tasks`` carry ``y_se`` ``(task, output, time)``, as the p53 data do);
         a legend on the first panel when there are others.
     """
     time_dim = _time_dim(tasks)
@@ -328,11 +338,13 @@ def output_posteriors(result: xr.Dataset, task: int = 0, tasks: TaskSet | None =
             other_mean = other["output_mean"].isel(task=task).sel(output=name).values
             other_std = other["output_std"].isel(task=task).sel(output=name).values
             other_time = other["time"].values
-            layers += [_band(other_time, other_mean, other_std, time_dim, dim, BASELINE_COLOUR, label),
-                       _opts(_mean(other_time, other_mean, time_dim, dim, BASELINE_COLOUR, label), line_dash="dashed")]
+            other_colour = (colours or {}).get(label, BASELINE_COLOUR)
+            layers += [_band(other_time, other_mean, other_std, time_dim, dim, other_colour, label),
+                       _opts(_mean(other_time, other_mean, time_dim, dim, other_colour, label), line_dash="dashed")]
         if tasks is not None:
             observed = tasks.dataset["y"].isel(task=task, output=j)
-            layers.append(_points(observed["time"].values, observed.values, time_dim, dim))
+            errors = tasks.dataset["y_se"].isel(task=task, output=j).values if "y_se" in tasks.dataset else None
+            layers.append(_points(observed["time"].values, observed.values, time_dim, dim, errors=errors))
         if others and j == 0:
             panel = _frame(hv.Overlay(layers), str(name), legend_position="right")
             panels.append(_opts(panel, width=SMALL["width"] + LEGEND_WIDTH, height=SMALL["height"]))

@@ -1,5 +1,6 @@
 """The served dashboard driven in headless Chromium (Playwright), fully offline."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def set_number(page, label, value, attempts=20):
 
 def train(page, epochs):
     tab(page, "Training")
-    set_number(page, "Epochs", epochs)
+    set_number(page, "epochs", epochs)
     page.get_by_role("button", name="Train", exact=True).click()
     expect(page.get_by_text("Training finished")).to_be_visible(timeout=TRAIN_TIMEOUT_MS)
 
@@ -107,6 +108,8 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "your_data.png"), full_page=True)
     upload.set_input_files(bad)
+    expect(app.get_by_text("Replace example.csv and its results with bad.csv?")).to_be_visible(timeout=20_000)
+    app.get_by_role("button", name="Replace", exact=True).click()
     expect(app.get_by_text("bad.csv has no 'time' column")).to_be_visible(timeout=20_000)
     app.screenshot(path=str(SHOTS / "bad_upload.png"), full_page=True)
     upload.set_input_files(good)
@@ -161,3 +164,40 @@ def test_train_then_revert_to_the_bundled_model(app):
     app.screenshot(path=str(SHOTS / "model_list.png"), full_page=True)
     app.get_by_role("button", name="Use #1").click()
     expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=20_000)
+
+
+def test_upload_good_then_empty_asks_then_clears(app, tmp_path):
+    good = tmp_path / "example.csv"
+    good.write_text(example_csv("transcription"))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    tab(app, "Your data")
+    upload = app.locator('input[type="file"][accept=".csv,.nc"]')
+    upload.set_input_files(good)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=30_000)
+    upload.set_input_files(empty)
+    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=20_000)
+    app.get_by_role("button", name="Keep example.csv").click()
+    expect(app.get_by_text("ms per series")).to_be_visible()  # kept: nothing lost
+    upload.set_input_files(good)
+    upload.set_input_files(empty)
+    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=20_000)
+    app.get_by_role("button", name="Replace", exact=True).click()
+    expect(app.get_by_text("empty.csv is empty")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("ms per series")).to_have_count(0)
+    SHOTS.mkdir(exist_ok=True)
+    app.screenshot(path=str(SHOTS / "empty_upload.png"), full_page=True)
+
+
+def test_a_whole_training_run_from_the_simulator_fetches_nothing_external(app):
+    """The ``app`` fixture asserts that no request left the machine, here over a whole training run."""
+    tab(app, "Training")
+    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=60_000)
+    expect(app.get_by_role("button", name="fresh simulations (the task set's settings)")).to_have_class(re.compile("active"))
+    set_number(app, "tasks per epoch", 32)
+    set_number(app, "time limit (s)", 5)
+    train(app, 2)
+    expect(app.get_by_text("trained here from the simulator")).to_be_visible()
+    app.wait_for_timeout(1000)
+    SHOTS.mkdir(exist_ok=True)
+    app.screenshot(path=str(SHOTS / "trained_from_simulator.png"), full_page=True)

@@ -15,7 +15,7 @@ from dklfm_explore.ui.base import INTERNAL_ERROR, Section
 from dklfm_explore.ui.session import Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
-from dklfm_explore.ui.training import TrainingView
+from dklfm_explore.ui.training import FROM_SIMULATOR, FROM_TASK_SET, TrainingView
 from dklfm_explore.ui.inference import latent_mse, refine_mesh
 from dklfm_explore.ui.upload import YourDataView, result_table
 
@@ -78,7 +78,7 @@ def test_per_output_ranges_scale_each_outputs_typical_value():
     settings = settings_for("transcription")
     assert settings.decay_rate == (0.6, 1.4)
     settings.decay_rate = (1.0, 2.0)
-    low, high = settings.spec().parameter_ranges["decay_rate"]
+    low, high = settings.spec().ranges["decay_rate"]
     typical = np.array([0.2829, 0.3720, 0.3617, 0.8, 0.3573])
     np.testing.assert_allclose(low, typical, rtol=1e-6)
     np.testing.assert_allclose(high, 2 * typical, rtol=1e-6)
@@ -233,7 +233,7 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
     app.system.system = "transcription-linear"
     app.system.settings.n_tasks = 40
     app.taskset.generate_now()
-    app.training.epochs = 2
+    app.training.param.update(source=FROM_TASK_SET, epochs=2)
     app.training.train()
     app.training.job.join(JOB_TIMEOUT_S)
     assert app.session.model is not None, app.training.message
@@ -241,13 +241,13 @@ def test_train_then_infer_a_test_task_with_exact_baseline():
     app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference.result is not None
     assert app.inference.result["latent_mean"].dims == ("task", "time")
-    assert isinstance(app.inference._latent.object, hv.Overlay)
+    assert isinstance(app.inference.latent_plot(), hv.Overlay)
     assert "latent MSE" in app.inference._metrics.object
     app.inference.baseline = True
     app.inference.first_job.join(JOB_TIMEOUT_S)
     app.inference.job.join(JOB_TIMEOUT_S)
     assert app.inference.baseline_result is not None, app.inference.message
-    assert isinstance(app.inference._latent.object, hv.Layout) and len(app.inference._latent.object) == 2
+    assert isinstance(app.inference.latent_plot(), hv.Layout) and len(app.inference.latent_plot()) == 2
     assert "exact LFM (true parameters)" in app.inference._metrics.object
     saved = app.training._model_bytes().getvalue()
     other = Explorer()
@@ -281,6 +281,8 @@ def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
     view = app.your_data
     view.upload.filename = "bad.csv"
     view.upload.value = b"when,what\n1,2\n"
+    if view.confirm.pending:  # the module's app may hold an earlier test's upload
+        view.confirm.answer(True)
     assert view.message_kind == "danger"
     assert "bad.csv" in view.message and view.message.count(". ") == 0
     assert view.tasks is None
@@ -300,7 +302,7 @@ def test_upload_example_then_bad_file():
     app = Explorer()
     app.system.settings.n_tasks = 40
     app.taskset.generate_now()
-    app.training.epochs = 1
+    app.training.param.update(source=FROM_TASK_SET, epochs=1)
     app.training.train()
     app.training.job.join(JOB_TIMEOUT_S)
     view = app.your_data
@@ -311,6 +313,8 @@ def test_upload_example_then_bad_file():
     assert {"time", "latent_mean", "latent_std"} <= set(table.columns)
     view.upload.filename = "bad.csv"
     view.upload.value = b"when,what\n1,2\n"
+    assert view.result is not None and "Replace example.csv and its results with bad.csv?" == view.confirm.text
+    view.confirm.answer(True)
     assert view.message_kind == "danger" and view.message
     assert view.result is None
     view.load_bytes(example_csv().encode(), "example.csv")
@@ -322,7 +326,7 @@ def trained_app(system, n_tasks=30, epochs=1, **settings):
     app.system.system = system
     app.system.settings.param.update(n_tasks=n_tasks, **settings)
     app.taskset.generate_now()
-    app.training.epochs = epochs
+    app.training.param.update(source=FROM_TASK_SET, epochs=epochs)
     app.training.train()
     app.training.job.join(JOB_TIMEOUT_S)
     assert app.session.model is not None, app.training.message
@@ -338,11 +342,11 @@ def test_extrapolation_view_queries_beyond_the_trained_window():
     times = view.result["time"].values
     assert times[-1] == pytest.approx(12.0 * 44 / 29) and len(times) == 45
     np.testing.assert_allclose(view.observed.dataset["time"].values, app.session.tasks.dataset["time"].values)
-    overlay = view._plot.object
+    overlay = view.plot()
     assert isinstance(overlay.values()[0], hv.VSpan)
     assert "beyond it" in view._metrics.object
     view.task = 2
-    assert "task 2" in view._plot.object.opts.get().kwargs["title"]
+    assert "task 2" in view.plot().opts.get().kwargs["title"]
 
 
 def test_super_resolution_view_infers_on_the_fine_grid():
@@ -352,16 +356,16 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert view.result is not None, view.message
     assert (view.coarse.n_space, view.coarse.n_time) == (9, 9)
     assert dict(view.result["latent_mean"].sizes) == {"task": 3, "space": 17, "time": 17}
-    assert len(view._grids.object) == 5
+    assert len(view.grids_plot()) == 5
     assert view._time_widget.visible and view._time_widget.end == 16
-    first = view._profiles.object
+    first = view.detail_plot()
     view._time_widget.value = 16
     assert view.time_index == 16
-    title = view._profiles.object.opts.get().kwargs["title"]
+    title = view.detail_plot().opts.get().kwargs["title"]
     assert title == f"latent profile over space at time {view.result['time'].values[16]:.3g}"
-    curve = view._profiles.object.Curve.DKLFM
+    curve = view.detail_plot().Curve.DKLFM
     np.testing.assert_allclose(curve.dimension_values(1), view.result["latent_mean"].isel(task=0, time=16).values)
-    assert first is not view._profiles.object
+    assert first.opts.get().kwargs["title"] != title
 
 
 def test_refine_mesh_splits_each_interval_and_keeps_the_mesh():
@@ -422,9 +426,9 @@ def test_time_super_resolution_infers_on_a_three_times_denser_mesh(app):
     np.testing.assert_array_equal(view.result["time"].values, view.fine.dataset["time"].values)
     np.testing.assert_array_equal(view.coarse.dataset["y"].values, view.fine.dataset["y"].values[..., ::3])
     assert latent_mse(view.result, view.fine, 0) < 0.1  # the bundled model's validation latent MSE is 0.10
-    overlay = view._grids.object
+    overlay = view.grids_plot()
     assert isinstance(overlay, hv.Overlay) and "88 times from 30 observed" in overlay.opts.get().kwargs["title"]
-    assert len(view._profiles.object) == 5
+    assert len(view.detail_plot()) == 5
     assert "30 times, inferred on 88 times" in view.message
 
 
@@ -458,7 +462,7 @@ def test_a_worse_model_is_kept_but_not_used_and_one_click_reverts():
     bundled = app.session.model
     app.system.settings.n_tasks = 40
     app.taskset.generate_now()
-    app.training.param.update(epochs=1, max_seconds=5)
+    app.training.param.update(source=FROM_TASK_SET, epochs=1, max_seconds=5)
     app.training.train()
     app.training.job.join(JOB_TIMEOUT_S)
     first, second = app.session.models
@@ -475,40 +479,45 @@ def test_a_worse_model_is_kept_but_not_used_and_one_click_reverts():
     assert app.session.model is bundled
 
 
+class ConstantOffset:
+    """A model that predicts the force ``offset`` away from the truth, with unit std, in units where f_std is 1."""
+
+    system_name = "transcription-linear"
+
+    def __init__(self, offset):
+        self.offset = offset
+        self.normaliser = type("N", (), {"f_mean": 0.0, "f_std": 1.0})()
+
+    def infer(self, one):
+        f = one.dataset["f"]
+        return xr.Dataset({"latent_mean": f + self.offset, "latent_std": xr.ones_like(f)})
+
+
 def test_a_better_model_replaces_the_current_one_and_says_why():
     session = Session()
     tasks = simulate("transcription-linear", 12, seed=0)
     train, test = split_tasks(tasks)
     session.use_tasks(tasks, train, test, None)
 
-    class Constant:
-        """A model that predicts the force ``offset`` away from the truth, with unit std."""
-
-        system_name = "transcription-linear"
-
-        def __init__(self, offset):
-            self.offset = offset
-            self.normaliser = type("N", (), {"f_mean": 0.0, "f_std": 1.0})()
-
-        def infer(self, one):
-            f = one.dataset["f"]
-            return xr.Dataset({"latent_mean": f + self.offset, "latent_std": xr.ones_like(f)})
-
-    assert "first model" in session.add_model(Constant(1.0), "one")
-    message = session.add_model(Constant(0.5), "two")
+    assert "first model" in session.add_model(ConstantOffset(1.0), "one")
+    message = session.add_model(ConstantOffset(0.5), "two")
     assert session.model.offset == 0.5 and "0.25 beats 1" in message
     assert session.evaluation(session.models[1]).latent_mse == pytest.approx(0.25)
-    assert "does not beat" in session.add_model(Constant(2.0), "three")
+    assert "does not beat" in session.add_model(ConstantOffset(2.0), "three")
     assert session.model.offset == 0.5 and len(session.models) == 3
 
 
-def test_evaluation_verdict_against_the_prior_mean():
-    from dklfm_explore.ui.session import Evaluation
+def test_evaluation_is_the_package_verdict_against_the_prior_mean():
+    from dklfm_explore.ui.session import evaluate
+    from dklfm_explore.verdict import Verdict
 
-    learned = Evaluation(latent_mse=0.1, latent_mse_se=0.02, prior_mse=1.0, coverage95=0.95, n_tasks=20)
-    assert learned.learned and learned.message.startswith("learned: latent MSE 0.1") and "10.0x better" in learned.message
-    assert not Evaluation(0.9, 0.05, 1.0, 0.9, 20).learned
-    assert not Evaluation(0.4, 0.4, 1.0, 0.9, 20).learned  # 0.4 + 2 x 0.4 is above the prior mean's 1
+    tasks = simulate("transcription-linear", 6, seed=0)
+    prior = float((tasks.dataset["f"] ** 2).mean())  # the prior-mean predictor (f_mean 0, f_std 1) scores the mean square force
+    for offset, learned in ((0.1, True), (10.0, False)):
+        verdict = evaluate(ConstantOffset(offset), tasks)
+        assert isinstance(verdict, Verdict) and verdict.learned is learned
+        assert verdict.latent_mse == pytest.approx(offset ** 2) and verdict.latent_mse_se == pytest.approx(0.0, abs=1e-12)
+        assert verdict.prior_mse == pytest.approx(prior) and verdict.n_tasks == 6
 
 
 def test_switching_the_system_shows_one_banner_on_every_tab_and_its_action_aligns():
@@ -530,7 +539,7 @@ def test_switching_the_system_shows_one_banner_on_every_tab_and_its_action_align
 
 def test_train_for_the_uploaded_data_system_trains_on_that_system():
     app = Explorer()
-    app.training.param.update(epochs=1, max_seconds=5)
+    app.training.param.update(epochs=1, max_seconds=5, epoch_tasks=32, validation_tasks=16)
     app.system.settings.n_tasks = 20
     app.train_for("transcription-linear")
     app.taskset.job.join(JOB_TIMEOUT_S)
@@ -560,24 +569,15 @@ def test_an_empty_upload_clears_the_previous_result_and_error():
     assert view.result is not None and not view.download_csv.disabled
     view.upload.filename = "bad.csv"
     view.upload.value = b"when,what\n1,2\n"
+    assert view.result is not None and view.confirm.pending  # nothing replaced before the answer
+    view.confirm.answer(True)
     assert "bad.csv" in view.message
     view.upload.filename = "empty.csv"
     view.upload.value = b""
+    assert not view.confirm.pending  # the bad file left nothing loaded to replace
     assert view.message == "empty.csv is empty; upload a CSV with a header row and one row per measured point."
     assert view.result is None and view.tasks is None and view.download_csv.disabled
     assert view._latent.object is None and view._summary.object == ""
-
-
-def test_a_system_registered_after_import_appears_in_the_selector():
-    from dklfm_explore.systems import SYSTEMS, get_system, register_system
-
-    base = type(get_system("transcription-linear"))
-    custom = type("Custom", (base,), {"name": "custom-after-import"})
-    register_system(custom)
-    try:
-        assert "custom-after-import" in SystemView(Session(), preview=False).param.system.objects
-    finally:
-        SYSTEMS.pop("custom-after-import")
 
 
 def test_timed_infer_reports_the_first_call_apart():
@@ -627,7 +627,7 @@ def test_a_new_task_set_clears_the_results_of_the_old_one():
     app.system.settings.n_tasks = 20
     app.taskset.generate_now()
     # the bundled model is for transcription: nothing to show, and the old result is gone with its plots
-    assert app.super_resolution.result is None and app.super_resolution._grids.object is None
+    assert app.super_resolution.result is None and app.super_resolution.grids_plot() is None
     assert "trained on *transcription* but the tasks are *transcription-linear*" in app.super_resolution._needs_model[0].object
 
 
@@ -646,3 +646,189 @@ def test_a_result_is_greyed_out_while_it_is_recomputed():
     release.set()
     app.inference.first_job.join(JOB_TIMEOUT_S)
     assert app.inference._latent.styles == FRESH and "test task 3" in app.inference._metrics.object
+
+
+def test_training_draws_fresh_tasks_from_the_session_spec_by_default_and_the_task_set_on_request():
+    app = Explorer()
+    app.system.system = "transcription-linear"
+    app.system.settings.n_tasks = 20
+    app.taskset.generate_now()
+    assert app.training.source == FROM_SIMULATOR
+    app.training.param.update(epochs=2, epoch_tasks=32, validation_tasks=16, max_seconds=120)
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    entry = app.session.models[-1]
+    assert entry.model.provenance["source"] == "spec", app.training.message
+    assert entry.model.provenance["spec"]["system"] == "transcription-linear"
+    assert entry.model.provenance["tasks_seen"] == 64  # two epochs of 32 fresh tasks, none from the task set
+    assert "from the simulator (64 fresh tasks, 2 epochs" in entry.origin and entry.trained_on is None
+    app.training.source = FROM_TASK_SET
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    entry = app.session.models[-1]
+    train = app.session.train_tasks
+    assert entry.model.provenance["source"] == "task set" and entry.trained_on is train
+    # the 18 training tasks of the 20 (2 held out) less the trainer's own validation share
+    assert entry.model.provenance["training_tasks"] + entry.model.provenance["validation_tasks"] == train.n_tasks == 18
+
+
+def test_regenerating_the_task_set_that_trained_the_model_in_use_asks_first():
+    app = Explorer()
+    app.system.system = "transcription-linear"
+    app.system.settings.n_tasks = 20
+    app.taskset.generate_now()
+    app.training.param.update(source=FROM_TASK_SET, epochs=1)
+    app.training.train()
+    app.training.job.join(JOB_TIMEOUT_S)
+    app.session.choose(app.session.models[-1])
+    tasks, train = app.session.tasks, app.session.train_tasks
+    app.taskset.generate()
+    assert app.taskset.confirm.pending and "trained on this task set" in app.taskset.confirm.text
+    assert app.session.tasks is tasks and not app.taskset.job.running
+    app.taskset.confirm.answer(False)
+    assert app.session.tasks is tasks and not app.taskset.confirm.pending
+    app.align()  # the banner's action asks the same question, on the Task set tab
+    assert app.taskset.confirm.pending and app.tabs.active == list(app.sections).index("Task set")
+    app.taskset.confirm.answer(True)
+    app.taskset.job.join(JOB_TIMEOUT_S)
+    assert app.session.tasks is not tasks and app.session.tasks.n_tasks == 20
+    assert app.session.models[-1].trained_on is train is not None  # the model stays in the list
+    app.taskset.generate()  # the model in use no longer trained on the task set: no question
+    assert not app.taskset.confirm.pending
+    app.taskset.job.join(JOB_TIMEOUT_S)
+
+
+def test_loading_a_model_asks_before_it_replaces_the_one_in_use():
+    app = Explorer()
+    bundled = app.session.model
+    saved = app.training._model_bytes().getvalue()
+    app.training.upload.filename = "mine.pt"
+    app.training.upload.value = saved
+    assert app.session.model is bundled and app.training.confirm.pending
+    assert app.training.confirm.no_button.label == "Keep the model in use"
+    app.training.confirm.answer(False)
+    assert app.session.model is bundled and len(app.session.models) == 2  # kept in the list, not in use
+    app.training.offer(app.training.read_bytes(saved, "again.pt"), "again.pt")
+    app.training.confirm.answer(True)
+    assert app.session.model is not bundled and app.session.model_origin == "loaded from `again.pt`"
+
+
+def test_uploading_over_loaded_data_asks_and_keeping_loses_nothing():
+    from dklfm_explore.io import example_csv
+
+    app = Explorer()
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    result = view.result
+    view.p53_button.clicks += 1
+    assert view.confirm.text == "Replace example.csv and its results with the bundled p53 data (5 Gy)?"
+    view.confirm.answer(False)
+    assert view.result is result and not view.download_csv.disabled
+    view.p53_button.clicks += 1
+    view.confirm.answer(True)
+    assert view.tasks.n_tasks == 3 and view.result is not result
+
+
+def test_the_refine_button_is_shown_only_when_infer_takes_refine():
+    from dklfm_explore.ui.inference import refine_supported
+
+    app = Explorer()
+    model = app.session.model
+
+    class Refinable:
+        """The bundled model with an ``infer`` that takes ``refine`` (its refined latent mean is 1 everywhere)."""
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def infer(self, tasks, *, refine=False, **query):
+            result = model.infer(tasks, **query)
+            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
+
+    class Plain:
+        def infer(self, tasks, **query):
+            return model.infer(tasks, **query)
+
+    assert refine_supported(Refinable()) and not refine_supported(Plain())
+    assert app.inference.refine_button.visible == refine_supported(model)
+    app.session.add_model(Refinable(), "refinable", current=True)
+    assert app.inference.refine_button.visible
+    app.show("Inference")
+    app.inference.first_job.join(JOB_TIMEOUT_S)
+    app.inference.refine()
+    app.inference.refine_job.join(JOB_TIMEOUT_S)
+    np.testing.assert_array_equal(app.inference.refined_result["latent_mean"].values, 1.0)
+    assert "DKLFM refined" in app.inference._metrics.object
+    assert len(app.inference.latent_plot()) == 2
+
+
+def test_the_ood_badge_says_in_or_out_of_distribution():
+    from dklfm_explore.ui.inference import ood_badge
+
+    result = xr.Dataset({"ood_score": ("task", [0.4, 3.0]), "out_of_distribution": ("task", [False, True])})
+    assert "in distribution (score 0.4 ≤ 1)" in ood_badge(result, 0)
+    assert "out of distribution (score 3 > 1)" in ood_badge(result, 1)
+    assert ood_badge(xr.Dataset(), 0) == ""
+
+
+def test_a_system_registered_after_the_dashboard_is_imported_is_offered_by_a_new_page():
+    from dklfm_explore.systems import SYSTEMS, get_system, register_system
+
+    base = type(get_system("transcription-linear"))
+    register_system(type("Late", (base,), {"name": "registered-late"}))
+    try:
+        app = Explorer(start=False)
+        assert "registered-late" in app.system._system_select.options
+    finally:
+        SYSTEMS.pop("registered-late")
+
+
+@needs_bundled
+def test_p53_outputs_carry_their_measurement_errors_as_bars():
+    app = Explorer()
+    view = app.your_data
+    view.load_p53()
+    first = view._outputs.object.values()[0]
+    bars = [layer for layer in first if isinstance(layer, hv.ErrorBars)]
+    assert len(bars) == 1
+    se = view.tasks.dataset["y_se"].isel(task=0, output=0).values
+    observed = np.isfinite(view.tasks.dataset["y"].isel(task=0, output=0).values)
+    np.testing.assert_allclose(bars[0].dimension_values(2), 1.959963984540054 * se[observed])
+
+
+def test_plots_leave_the_mouse_wheel_to_the_page():
+    from bokeh.models import WheelZoomTool
+
+    from dklfm_explore import plots
+
+    figure = hv.render(plots.sample_tasks(simulate("transcription-linear", 2, seed=0), 1))
+    for child in figure.children:
+        toolbar = child[0].toolbar
+        assert any(isinstance(tool, WheelZoomTool) for tool in toolbar.tools)  # a toolbar tool to switch on
+        assert not isinstance(toolbar.active_scroll, WheelZoomTool)  # HoloViews' default would make it the active one
+
+
+def test_your_data_refines_with_a_model_whose_infer_takes_refine():
+    from dklfm_explore.io import example_csv
+    from dklfm_explore.ui.inference import refine_supported
+
+    app = Explorer()
+    model = app.session.model
+
+    class Refinable:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def infer(self, tasks, *, refine=False, **query):
+            result = model.infer(tasks, **query)
+            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
+
+    view = app.your_data
+    view.load_bytes(example_csv("transcription").encode(), "example.csv")
+    assert view.refine_button.visible == refine_supported(model)
+    app.session.add_model(Refinable(), "refinable", current=True)
+    assert view.refine_button.visible
+    view.refine()
+    view.refine_job.join(JOB_TIMEOUT_S)
+    np.testing.assert_array_equal(view.result["latent_mean"].values, 1.0)
+    assert "refined answer" in view.message

@@ -15,7 +15,7 @@ from tornado.ioloop import IOLoop
 from ..errors import DKLFMError
 from .session import Session
 
-__all__ = ["Section", "BackgroundJob", "JobControls", "Banner", "INTERNAL_ERROR", "eta_text"]
+__all__ = ["Section", "BackgroundJob", "JobControls", "Banner", "Confirm", "INTERNAL_ERROR", "eta_text"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class Section(pn.viewable.Viewer):
 
     Actions run through :meth:`guard`: a :class:`DKLFMError` shows its message;
     anything else is logged with its traceback and shows :data:`INTERNAL_ERROR`.
+    :attr:`confirm` asks before an action replaces something loaded.
     """
 
     session = param.ClassSelector(class_=Session, doc="The page's state, which the section reads and changes.")
@@ -36,6 +37,7 @@ class Section(pn.viewable.Viewer):
     def __init__(self, session: Session, **params):
         super().__init__(session=session, **params)
         self._alert = pn.pane.Alert(visible=False, margin=(5, 10), sizing_mode="stretch_width")
+        self.confirm = Confirm()
         self.param.watch(self._show_message, ["message", "message_kind"])
 
     def _show_message(self, *_):
@@ -143,8 +145,6 @@ def eta_text(seconds: float | None) -> str:
     return f"ETA {minutes} min {rest:02d} s" if minutes else f"ETA {rest} s"
 
 
-
-
 class JobControls(pn.viewable.Viewer):
     """Start / stop buttons and a progress bar over one :class:`BackgroundJob` of a section.
 
@@ -203,6 +203,51 @@ class Banner(pn.viewable.Viewer):
     @property
     def text(self) -> str:
         return self._text.object if self._row.visible else ""
+
+    def __panel__(self):
+        return self._row
+
+
+class Confirm(pn.viewable.Viewer):
+    """A question shown in place before something loaded is replaced: nothing changes until it is answered.
+
+    :meth:`ask` shows the question with two buttons; the first runs ``on_yes``, the second ``on_no``
+    (if given); either hides it.  Asking again replaces an unanswered question.
+    """
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._text = pn.pane.Markdown(sizing_mode="stretch_width", margin=(0, 10))
+        self.yes_button = pn.widgets.Button(color="warning", align="center")
+        self.no_button = pn.widgets.Button(color="light", align="center")
+        self.yes_button.on_click(lambda _: self.answer(True))
+        self.no_button.on_click(lambda _: self.answer(False))
+        self._row = pn.Row(self._text, self.yes_button, self.no_button, visible=False, sizing_mode="stretch_width",
+                           styles={"background": "#e7f1ff", "border": "1px solid #9ec5fe", "border-radius": "4px"})
+        self._actions: tuple[Callable[[], None], Callable[[], None] | None] | None = None
+
+    def ask(self, text: str, yes: str, on_yes: Callable[[], None], no: str = "Keep it", on_no: Callable[[], None] | None = None) -> None:
+        self._text.object, self.yes_button.label, self.no_button.label = text, yes, no
+        self._actions = (on_yes, on_no)
+        self._row.visible = True
+
+    def answer(self, yes: bool) -> None:
+        """Answer the open question (as a click on one of its buttons does)."""
+        actions, self._actions = self._actions, None
+        self._row.visible = False
+        if actions is None:
+            return
+        action = actions[0] if yes else actions[1]
+        if action is not None:
+            action()
+
+    @property
+    def pending(self) -> bool:
+        return self._actions is not None
+
+    @property
+    def text(self) -> str:
+        return self._text.object if self.pending else ""
 
     def __panel__(self):
         return self._row

@@ -96,6 +96,8 @@ class Explorer(pn.viewable.Viewer):
     def align(self) -> None:
         """Simulate the task set the sidebar describes; then use a model of its system from the list or the bundle."""
         self.taskset.generate(then=self._model_for_tasks)
+        if self.taskset.confirm.pending:
+            self.show("Task set")
 
     def _model_for_tasks(self) -> None:
         system = self.session.tasks.system_name
@@ -115,8 +117,8 @@ class Explorer(pn.viewable.Viewer):
             self.training.train()
             return
         self.system.system = system
-        self.show("Training")
         self.taskset.generate(then=self.training.train)
+        self.show("Task set" if self.taskset.confirm.pending else "Training")
 
     def start(self) -> None:
         """The session's first work: the preview, the default task set and the bundled model (about a second)."""

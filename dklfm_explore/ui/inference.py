@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time as clock
 import warnings
@@ -30,6 +31,12 @@ FRESH = {"opacity": "1"}
 """A result that is current (an empty style would leave the browser's old opacity in place)."""
 TIMING_REPEATS = 5
 """Inference is timed as the median of this many calls after a first (warm-up) call, whose cost is reported apart."""
+REFINED_LABEL = "DKLFM refined"
+REFINE_HELP = ("A short fit of this task alone, started from the first (amortised) answer: "
+               "slower than the first answer, closer to a per-task fit.")
+OOD_COLOURS = {True: "#b02a37", False: "#146c43"}
+OOD_HELP = ("Out-of-distribution score: above 1, the data are unlike the central 99% of the tasks the model "
+            "was validated on; treat its answer with care.")
 NO_SPEC = ("The task set has no simulation settings (it was loaded from a file without them), so fresh tasks like it "
            "cannot be simulated; generate a task set on the 'Task set' tab.")
 
@@ -111,13 +118,15 @@ class ResultSection(ModelSection):
     """A model section with one result, computed in two steps.
 
     :meth:`prepare` (UI thread: read the session and settings) returns a computation, whose outcome
-    :meth:`apply` (UI thread) keeps and draws.  :meth:`refresh` runs the computation on a worker thread
-    with the result panes greyed out meanwhile; a refresh started later wins, so a drag of a slider never
+    :meth:`apply` (UI thread) keeps in the section's parameters; the plots are ``@param.depends``
+    methods of those parameters.  :meth:`refresh` runs the computation on a worker thread with the
+    result panes greyed out meanwhile; a refresh started later wins, so a drag of a slider never
     leaves an older result under a newer label.  A section built with ``shown=False`` (a tab not on
     screen yet) defers that work until :meth:`show`.
     """
 
     shown = param.Boolean(default=True, doc="Whether the section has been on screen (hidden ones defer their work).")
+    result = param.Parameter(default=None, doc="The section's inference result (an xarray.Dataset), or None.")
     WORKING = "Computing..."
 
     def __init__(self, session: Session, training: TrainingView, **params):
@@ -133,12 +142,11 @@ class ResultSection(ModelSection):
         self.refresh()
 
     def clear(self) -> None:
-        """Forget the result and empty the result panes."""
+        """Forget the result (its plots and metrics go with it)."""
         self.result = None
-        for pane in self.result_panes():
-            pane.object = None
+
     def result_panes(self) -> list:
-        """The panes that show the result: greyed out while it is recomputed, emptied when it no longer applies."""
+        """The panes that show the result: greyed out while it is recomputed."""
         return []
 
     def prepare(self) -> Callable[[], Any] | None:
@@ -146,11 +154,11 @@ class ResultSection(ModelSection):
         raise NotImplementedError
 
     def apply(self, outcome: Any) -> None:
-        """On the UI thread: keep and draw what :meth:`prepare`'s computation returned."""
+        """On the UI thread: keep what :meth:`prepare`'s computation returned."""
         raise NotImplementedError
 
     def run(self) -> None:
-        """Compute and draw the section's result on this thread (notebooks and tests)."""
+        """Compute and keep the section's result on this thread (notebooks and tests)."""
         self._generation += 1
         compute = self.guard(self.prepare)
         if compute is not None:
@@ -199,39 +207,79 @@ class ResultSection(ModelSection):
         self.refresh()
 
 
+def plot_pane(method) -> pn.Column:
+    """A pane that redraws ``method`` (a ``@param.depends`` method returning a plots element, or None).
+
+    Wrapped in a column, whose style greys it out while it is recomputed (a style set on the
+    method's own pane would be passed on to the HoloViews pane inside, which refuses it).
+    """
+    return pn.Column(pn.param.ParamMethod(method, sizing_mode="stretch_width", linked_axes=False), sizing_mode="stretch_width")
+
+
+def refine_supported(model) -> bool:
+    """Whether ``model.infer`` takes ``refine`` (a per-task fit started from the amortised answer)."""
+    try:
+        return "refine" in inspect.signature(model.infer).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def ood_badge(result, task: int = 0) -> str:
+    """A coloured badge saying whether task ``task`` of ``result`` looks like the model's validation tasks ("" without a score)."""
+    if result is None or "ood_score" not in result:
+        return ""
+    score = float(result["ood_score"].values[task])
+    if bool(result["out_of_distribution"].values[task]):
+        colour, text = OOD_COLOURS[True], f"out of distribution (score {score:.2g} > 1)"
+    else:
+        colour, text = OOD_COLOURS[False], f"in distribution (score {score:.2g} ≤ 1)"
+    return (f"<span style='background:{colour};color:white;border-radius:4px;padding:1px 6px' "
+            f"title='{OOD_HELP}'>{text}</span>")
+
+
 class InferenceView(ResultSection):
     """Infer the latent force of a held-out test task; optionally a baseline beside it; a summary over all test tasks."""
 
     task = param.Integer(default=0, bounds=(0, None), label="test task", doc="Which held-out task to infer.")
     baseline = param.Boolean(default=False, label="baseline beside it", doc="Also run the exact LFM (linear systems) or the per-task LFM (slow, seconds per task).")
-    result = param.Parameter(default=None, doc="The DKLFM result for the shown task.")
     baseline_result = param.Parameter(default=None, doc="The baseline result for the shown task, or None.")
+    refined_result = param.Parameter(default=None, doc="The refined DKLFM result for the shown task (Refine), or None.")
     summary = param.List(default=[], doc="Rows of the summary over all test tasks: dicts of method, latent_mse, coverage95, ms_per_task.")
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
+        self.one: TaskSet | None = None
+        self.shown_task = 0
+        self.first_ms = self.median_ms = self.baseline_ms = self.refined_ms = float("nan")
         self._task_widget = pn.widgets.IntSlider(label=self.param.task.label, start=0, end=1, value=0, sizing_mode="stretch_width")
         self._task_widget.param.watch(lambda event: setattr(self, "task", event.new), "value_throttled")
         self._baseline_widget = pn.widgets.Checkbox.from_param(self.param.baseline)
         self.job = BackgroundJob(self)
         self.summary_job = BackgroundJob(self)
+        self.refine_job = BackgroundJob(self)
         self._summary_button = pn.widgets.Button(label="Summary over all test tasks", color="light")
         self._summary_button.on_click(lambda _: self.summarise())
+        self.refine_button = pn.widgets.Button(label="Refine", color="light", visible=False, description=REFINE_HELP)
+        self.refine_button.on_click(lambda _: self.refine())
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._metrics = pn.pane.Markdown(self.metrics_text, sizing_mode="stretch_width")
+        self._latent = plot_pane(self.latent_plot)
+        self._outputs = plot_pane(self.output_plot)
         self.param.watch(self._on_task, "task")
         self.param.watch(lambda _: self.refresh(), "baseline")
         session.param.watch(self._on_tasks, ["test_tasks"])
         session.param.watch(lambda _: self._new_model(), ["model"])
         self._on_tasks()
+        self._new_model()
 
     def result_panes(self) -> list:
         return [self._latent, self._outputs, self._metrics]
 
     def key(self) -> tuple:
         return (id(self.session.model), id(self.session.test_tasks), self.task, self.baseline)
+
+    def clear(self) -> None:
+        self.param.update(result=None, baseline_result=None, refined_result=None)
 
     def _on_task(self, *_):
         self._task_widget.value = self.task
@@ -240,6 +288,7 @@ class InferenceView(ResultSection):
     def _new_model(self):
         self.summary = []
         self._summary.object = ""
+        self.refine_button.visible = self.session.model is not None and refine_supported(self.session.model)
         self.refresh()
 
     def _on_tasks(self, *_):
@@ -263,18 +312,16 @@ class InferenceView(ResultSection):
         test = self.session.test_tasks
         model = self.model_for(test)
         if model is None:
-            self.result = self.baseline_result = None
-            self._latent.object = self._outputs.object = None
-            self._metrics.object = ""
+            self.clear()
             return None
         task = self.task
         one = test.isel([task])
         return lambda: (task, one, timed_infer(model, one))
 
     def apply(self, outcome) -> None:
-        task, one, (self.result, self.first_ms, self.median_ms) = outcome
-        self.baseline_result = None
-        self._draw(task, one)
+        task, one, (result, self.first_ms, self.median_ms) = outcome
+        self.one, self.shown_task = one, task
+        self.param.update(result=result, baseline_result=None, refined_result=None)
         if self.baseline and one.system_name:
             self._run_baseline(task, one)
 
@@ -292,33 +339,88 @@ class InferenceView(ResultSection):
 
         def done(outcome):
             if generation == self._generation and self.result is not None:
-                self.baseline_result, self.baseline_ms = outcome
-                self._draw(task, one)
+                result, self.baseline_ms = outcome
+                self.baseline_result = result
             self.say("")
 
         self.job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: None)
 
-    def _draw(self, task: int, one: TaskSet) -> None:
-        scale = self.session.model.normaliser.f_std
+    def refine(self) -> None:
+        """Refine the shown task's posterior by a short fit of that task alone (``model.infer(..., refine=True)``), on a worker thread."""
+        model, one, generation = self.session.model, self.one, self._generation
+        if model is None or one is None or self.result is None or self.refine_job.running or not refine_supported(model):
+            return
+        self.say(f"Refining test task {self.shown_task} by a per-task fit...")
+        self.refine_button.disabled = True
+
+        def work(report, cancelled):
+            started = clock.perf_counter()
+            result = model.infer(one, refine=True)
+            return result, (clock.perf_counter() - started) * 1e3
+
+        def done(outcome):
+            if generation == self._generation and self.result is not None:
+                result, self.refined_ms = outcome
+                self.refined_result = result
+            self.say("")
+
+        def finished():
+            self.refine_button.disabled = False
+
+        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
+
+    def _others(self) -> dict:
+        """The other results of the shown task beside the DKLFM's, by label."""
+        others = {}
+        if self.refined_result is not None:
+            others[REFINED_LABEL] = self.refined_result
+        if self.baseline_result is not None and self.one is not None:
+            others[baseline_for(self.one.system_name)[0]] = self.baseline_result
+        return others
+
+    def _colours(self) -> dict:
+        label = baseline_for(self.one.system_name)[0] if self.one is not None else ""
+        return {REFINED_LABEL: plots.REFINED_COLOUR, label: plots.BASELINE_COLOUR}
+
+    @param.depends("result", "baseline_result", "refined_result")
+    def metrics_text(self) -> str:
+        """The shown task's scores and timings in words, with its OOD badge."""
+        if self.result is None or self.one is None or self.session.model is None:
+            return ""
+        one, task, scale = self.one, self.shown_task, self.session.model.normaliser.f_std
         lines = [f"**DKLFM** on test task {task}: standardised latent MSE {latent_mse(self.result, one, 0, scale):.3g}; "
-                 f"inference {self.median_ms:.1f} ms per task (median of {TIMING_REPEATS} calls; the first call took {self.first_ms:.1f} ms)"]
-        label = baseline_for(one.system_name)[0]
+                 f"inference {self.median_ms:.1f} ms per task (median of {TIMING_REPEATS} calls; the first call took {self.first_ms:.1f} ms) "
+                 + ood_badge(self.result, 0)]
+        if self.refined_result is not None:
+            lines.append(f"**{REFINED_LABEL}**: standardised latent MSE {latent_mse(self.refined_result, one, 0, scale):.3g}; "
+                         f"{self.refined_ms:.0f} ms for this task (first answer and per-task fit)")
         if self.baseline_result is not None:
+            label = baseline_for(one.system_name)[0]
             lines.append(f"**{label}**: standardised latent MSE {latent_mse(self.baseline_result, one, 0, scale):.3g}; "
                          f"{self.baseline_ms:.0f} ms for this task (one call, fit included)")
-        self._metrics.object = "  \n".join(lines)
+        return "  \n".join(lines)
+
+    @param.depends("result", "baseline_result", "refined_result")
+    def latent_plot(self):
+        """The shown task's latent posterior (space x time: images), with the other methods' beside it."""
+        if self.result is None or self.one is None:
+            return None
+        one, task = self.one, self.shown_task
         if one.is_spatial:
-            self._latent.object = plots.super_resolution(self.result, 0, one, one)
-            self._outputs.object = None
-            return
+            return plots.super_resolution(self.result, 0, one, one)
         latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})")
-        others = {}
-        if self.baseline_result is not None:
-            side = plots.latent_posterior(self.baseline_result, 0, one, label=label, colour=plots.BASELINE_COLOUR, title=f"{label} posterior (test task {task})")
+        colours = self._colours()
+        for label, other in self._others().items():
+            side = plots.latent_posterior(other, 0, one, label=label, colour=colours[label], title=f"{label} posterior (test task {task})")
             latent = latent + side.opts(show_legend=False)
-            others = {label: self.baseline_result}
-        self._latent.object = latent
-        self._outputs.object = plots.output_posteriors(self.result, 0, one, others=others)
+        return latent
+
+    @param.depends("result", "baseline_result", "refined_result")
+    def output_plot(self):
+        """The shown task's output posteriors (time-only systems) with the other methods' fits."""
+        if self.result is None or self.one is None or self.one.is_spatial:
+            return None
+        return plots.output_posteriors(self.result, 0, self.one, others=self._others(), colours=self._colours())
 
     def summarise(self) -> None:
         """Infer every test task with the DKLFM (batched) and the baseline (one at a time) on a worker thread; a table of both."""
@@ -377,10 +479,10 @@ class ExtrapolationView(ResultSection):
         super().__init__(session, training, **params)
         self._run = pn.widgets.Button(label="Extrapolate", color="primary")
         self._run.on_click(lambda _: self.refresh(force=True))
-        self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._metrics = pn.pane.Markdown(sizing_mode="stretch_width")
-        self.tasks = self.observed = self.result = None
-        self.param.watch(lambda _: self._draw(), "task")
+        self._plot = plot_pane(self.plot)
+        self._metrics = pn.pane.Markdown(self.metrics_text, sizing_mode="stretch_width")
+        self.tasks = self.observed = None
+        self.window = (0.0, 1.0)
 
     WORKING = "Simulating fresh tasks over the longer window and inferring them..."
 
@@ -417,20 +519,28 @@ class ExtrapolationView(ResultSection):
         return [self._plot, self._metrics]
 
     def apply(self, outcome) -> None:
-        self.tasks, self.observed, self.result, self.window, note = outcome
+        self.tasks, self.observed, result, self.window, note = outcome
         self.say(note, "warning" if note else "info")
-        self._draw()
+        self.result = result
 
-    def _draw(self):
+    @param.depends("result", "task")
+    def plot(self):
+        """The chosen task's latent posterior over the long window, the trained window shaded."""
         if self.result is None:
-            return
+            return None
         shown = TaskSet(self.tasks.dataset.assign(y=self.observed.dataset["y"].reindex(time=self.tasks.dataset["time"])))
-        self._plot.object = plots.extrapolation(self.result, self.task, shown, self.window)
+        return plots.extrapolation(self.result, self.task, shown, self.window)
+
+    @param.depends("result", "task")
+    def metrics_text(self) -> str:
+        """The chosen task's standardised latent MSE inside and beyond the trained window."""
+        if self.result is None or self.session.model is None:
+            return ""
         scale = self.session.model.normaliser.f_std
         times = self.tasks.dataset["time"].values
         parts = [TaskSet(self.tasks.dataset.isel(time=np.flatnonzero(keep))) for keep in (times <= self.window[1], times > self.window[1])]
         inside, beyond = (latent_mse(self.result, part, self.task, scale) if part.n_time else float("nan") for part in parts)
-        self._metrics.object = f"standardised latent MSE inside the trained window {inside:.4g}, beyond it {beyond:.4g}"
+        return f"standardised latent MSE inside the trained window {inside:.4g}, beyond it {beyond:.4g} " + ood_badge(self.result, self.task)
 
     def __panel__(self):
         return pn.Column(
@@ -476,11 +586,11 @@ class SuperResolutionView(ResultSection):
         self._time_widget = pn.widgets.IntSlider(label=self.param.time_index.label, start=0, end=1, value=0, visible=False, sizing_mode="stretch_width")
         self._time_widget.param.watch(lambda event: setattr(self, "time_index", event.new), "value")
         self._help = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._grids = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._detail_title = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._profiles = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self.fine = self.coarse = self.result = None
-        self.param.watch(lambda _: self._draw(), ["task", "time_index"])
+        self._grids = plot_pane(self.grids_plot)
+        self._detail_title = pn.pane.Markdown(self.detail_title, sizing_mode="stretch_width")
+        self._profiles = plot_pane(self.detail_plot)
+        self.fine = self.coarse = None
+        self.param.watch(self._on_result, "result")
         session.param.watch(self._on_tasks, "tasks")
         self._on_tasks()
 
@@ -523,33 +633,56 @@ class SuperResolutionView(ResultSection):
         return [self._grids, self._profiles, self._detail_title]
 
     def apply(self, outcome) -> None:
-        self.fine, self.coarse, self.result = outcome
+        self.fine, self.coarse, result = outcome
         mesh = (lambda t: f"{t.n_space} x {t.n_time}") if self.fine.is_spatial else (lambda t: f"{t.n_time} times")
         self.say(f"Observed on {mesh(self.coarse)}, inferred on {mesh(self.fine)}; "
-                 f"standardised latent MSE {latent_mse(self.result, self.fine, self.task, self.session.model.normaliser.f_std):.4g} "
+                 f"standardised latent MSE {latent_mse(result, self.fine, self.task, self.session.model.normaliser.f_std):.4g} "
                  f"(task {self.task}).", "info")
-        self._draw()
+        self.result = result
 
-    def _draw(self):
-        if self.result is None:
-            return
-        self._time_widget.visible = self.fine.is_spatial
-        if self.fine.is_spatial:
+    def _on_result(self, *_):
+        spatial = self.result is not None and self.fine.is_spatial
+        self._time_widget.visible = spatial
+        if spatial:
             n_time = self.result.sizes["time"]
-            self._time_widget.end = n_time - 1
             self.param.time_index.bounds = (0, n_time - 1)
-            index = min(self.time_index, n_time - 1)
-            self._grids.object = plots.super_resolution(self.result, self.task, self.coarse, self.fine)
-            self._detail_title.object = "**Profile over space** at one time (move the time slider above it):"
-            self._profiles.object = plots.super_resolution_profile(self.result, self.task, self.fine, index)
-            return
-        shown = TaskSet(self.fine.dataset.assign(y=self.coarse.dataset["y"].reindex(time=self.fine.dataset["time"])))
-        self._grids.object = plots.latent_posterior(
-            self.result, self.task, shown,
+            self._time_widget.end = n_time - 1
+            if self.time_index > n_time - 1:
+                self.time_index = n_time - 1
+
+    def _shown(self) -> TaskSet:
+        """The fine tasks with only the coarse observations (time-only systems)."""
+        return TaskSet(self.fine.dataset.assign(y=self.coarse.dataset["y"].reindex(time=self.fine.dataset["time"])))
+
+    @param.depends("result", "task")
+    def grids_plot(self):
+        """Space x time: the images of observed, true, predicted, std and error; time-only: the latent posterior on the dense mesh."""
+        if self.result is None:
+            return None
+        if self.fine.is_spatial:
+            return plots.super_resolution(self.result, self.task, self.coarse, self.fine)
+        return plots.latent_posterior(
+            self.result, self.task, self._shown(),
             title=f"latent force on {self.fine.n_time} times from {self.coarse.n_time} observed (task {self.task})",
         )
-        self._detail_title.object = "**Outputs** on the dense mesh: posterior mean, 95% band and the observations."
-        self._profiles.object = plots.output_posteriors(self.result, self.task, shown)
+
+    @param.depends("result")
+    def detail_title(self) -> str:
+        if self.result is None:
+            return ""
+        if self.fine.is_spatial:
+            return "**Profile over space** at one time (move the time slider above it):"
+        return "**Outputs** on the dense mesh: posterior mean, 95% band and the observations."
+
+    @param.depends("result", "task", "time_index")
+    def detail_plot(self):
+        """Space x time: the latent profile over space at the chosen time; time-only: the outputs on the dense mesh."""
+        if self.result is None:
+            return None
+        if self.fine.is_spatial:
+            index = min(self.time_index, self.result.sizes["time"] - 1)
+            return plots.super_resolution_profile(self.result, self.task, self.fine, index)
+        return plots.output_posteriors(self.result, self.task, self._shown())
 
     def __panel__(self):
         return pn.Column(

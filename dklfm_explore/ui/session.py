@@ -7,7 +7,6 @@ replaces a better one and one click brings any back.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -17,77 +16,27 @@ import param
 from ..data import TaskSet
 from ..metrics import latent_metrics
 from ..simulate import simulate
+from ..spec import SimulationSpec
+from ..verdict import Verdict
 
-__all__ = ["Session", "ModelEntry", "Evaluation", "SimulationSpec", "simulate_spec", "verdict_of", "LEARNED_RATIO"]
-
-LEARNED_RATIO = 0.5
-"""A model has learned when its latent MSE is below this share of the prior mean's and, plus two standard errors, below the prior mean's."""
+__all__ = ["Session", "ModelEntry", "simulate_spec", "evaluate", "verdict_of"]
 
 
-@dataclass(frozen=True)
-class SimulationSpec:
-    """What :func:`~dklfm_explore.simulate` needs besides the number of tasks.
+def simulate_spec(spec: SimulationSpec, n_tasks: int, *, chunk_size: int | None = None, progress=None, cancel=None,
+                  **changes) -> TaskSet:
+    """Simulate ``n_tasks`` tasks of ``spec`` with some of its fields replaced (``changes``).
 
-    The dashboard's stand-in for the package's ``SimulationSpec``, with its field names:
-    ``n_points`` | ``grid`` | explicit ``time``; ``None`` means the system's default.
+    ``chunk_size``, ``progress`` and ``cancel`` change how the simulation runs, not which tasks it draws.
     """
-
-    system: str
-    n_points: int | None = None
-    grid: tuple | None = None
-    time: tuple | None = None
-    t_range: tuple | None = None
-    noise_level: float | None = None
-    parameter_ranges: tuple = ()
-    force_prior: object = None
-    seed: int = 0
-
-    def simulate_kwargs(self) -> dict:
-        """Keyword arguments of :func:`~dklfm_explore.simulate` (without the system and the number of tasks)."""
-        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "system"}
-        kwargs["parameter_ranges"] = dict(self.parameter_ranges)
-        if kwargs["time"] is not None:
-            import torch
-
-            kwargs["time"] = torch.as_tensor(np.asarray(self.time, dtype=np.float64))
-        return {k: v for k, v in kwargs.items() if v is not None and v != {}}
+    return simulate(spec.replace(**changes) if changes else spec, n_tasks, chunk_size=chunk_size, progress=progress, cancel=cancel)
 
 
-def simulate_spec(spec: SimulationSpec, n_tasks: int, **changes) -> TaskSet:
-    """Simulate ``n_tasks`` tasks of ``spec`` with some fields replaced (``changes``); progress/cancel pass through."""
-    run = {k: changes.pop(k) for k in ("chunk_size", "progress", "cancel") if k in changes}
-    spec = dataclasses.replace(spec, **changes)
-    return simulate(spec.system, n_tasks, **spec.simulate_kwargs(), **run)
+def evaluate(model, tasks: TaskSet) -> Verdict:
+    """Judge ``model`` on ``tasks`` (their latent force must be known) in the model's standardised units.
 
-
-@dataclass(frozen=True)
-class Evaluation:
-    """A model's scores on a session's held-out tasks, standardised by the model's training-set latent std.
-
-    ``prior_mse`` is the score of predicting the training set's mean force everywhere (about 1 by construction).
+    The latent MSE is the mean of the per-task MSEs, its standard error theirs; the prior-mean
+    predictor predicts the training tasks' mean force everywhere (about 1 by construction).
     """
-
-    latent_mse: float
-    latent_mse_se: float
-    prior_mse: float
-    coverage95: float
-    n_tasks: int
-
-    @property
-    def learned(self) -> bool:
-        se = 0.0 if math.isnan(self.latent_mse_se) else self.latent_mse_se
-        return self.latent_mse < LEARNED_RATIO * self.prior_mse and self.latent_mse + 2 * se < self.prior_mse
-
-    @property
-    def message(self) -> str:
-        ratio = self.prior_mse / self.latent_mse if self.latent_mse > 0 else math.inf
-        head = "learned" if self.learned else "not learned"
-        return (f"{head}: latent MSE {self.latent_mse:.2g} ± {self.latent_mse_se:.1g} on {self.n_tasks} held-out tasks, "
-                f"{ratio:.1f}x better than the prior mean ({self.prior_mse:.2g}), 95% coverage {self.coverage95:.2f}")
-
-
-def evaluate(model, tasks: TaskSet) -> Evaluation:
-    """Score ``model`` on ``tasks`` (their latent force must be known): per-task MSEs, their mean and standard error."""
     result = model.infer(tasks)
     scale, centre = model.normaliser.f_std, model.normaliser.f_mean
     truth = tasks.dataset["f"]
@@ -97,7 +46,7 @@ def evaluate(model, tasks: TaskSet) -> Evaluation:
     coverage = latent_metrics(result, truth, scale)["coverage95"]
     n = len(per_task)
     se = float(np.std(per_task, ddof=1) / np.sqrt(n)) if n > 1 else math.nan
-    return Evaluation(float(np.mean(per_task)), se, float(prior), float(coverage), n)
+    return Verdict.judge(float(np.mean(per_task)), se, float(prior), float(coverage), n)
 
 
 def verdict_of(model):
@@ -111,7 +60,8 @@ class ModelEntry:
 
     model: object
     origin: str
-    evaluation: Evaluation | None = None
+    trained_on: TaskSet | None = field(default=None, repr=False)
+    evaluation: Verdict | None = None
     evaluated_on: object = field(default=None, repr=False)
 
     @property
@@ -126,14 +76,14 @@ class Session(param.Parameterized):
     model of the session and ``model`` is the current one.
     """
 
-    spec = param.Parameter(default=None, doc="The SimulationSpec the task set was simulated with (None for a loaded one without).")
+    spec = param.ClassSelector(class_=SimulationSpec, default=None, doc="The SimulationSpec the task set was simulated with (None for a loaded one without).")
     tasks = param.Parameter(default=None, doc="The current TaskSet (all tasks).")
     train_tasks = param.Parameter(default=None, doc="Tasks the model is trained on.")
     test_tasks = param.Parameter(default=None, doc="Held-out tasks for inference.")
     models = param.List(default=[], doc="Every ModelEntry of the session, oldest first.")
     model = param.Parameter(default=None, doc="The current TrainedModel, or None.")
     model_origin = param.String(default="", doc="Where the current model came from (trained here, bundled, loaded).")
-    sidebar_spec = param.Parameter(default=None, doc="The SimulationSpec the sidebar's settings describe now.")
+    sidebar_spec = param.ClassSelector(class_=SimulationSpec, default=None, doc="The SimulationSpec the sidebar's settings describe now.")
 
     def use_tasks(self, tasks: TaskSet, train: TaskSet, test: TaskSet, spec) -> None:
         """Make ``tasks`` (split into ``train`` and ``test``) the task set, made by ``spec``."""
@@ -142,10 +92,15 @@ class Session(param.Parameterized):
             self.train_tasks, self.test_tasks = train, test
             self.tasks = tasks
 
+    def trained_current_model(self) -> bool:
+        """Whether the model in use was trained on the session's training tasks."""
+        entry = self.entry(self.model)
+        return entry is not None and entry.trained_on is not None and entry.trained_on is self.train_tasks
+
     def entry(self, model) -> ModelEntry | None:
         return next((e for e in self.models if e.model is model), None)
 
-    def evaluation(self, entry: ModelEntry) -> Evaluation | None:
+    def evaluation(self, entry: ModelEntry) -> Verdict | None:
         """``entry``'s scores on the current held-out tasks (computed once per task set; None if they do not fit)."""
         test = self.test_tasks
         if test is None or not test.has_latent or test.system_name != entry.system_name:
@@ -154,12 +109,13 @@ class Session(param.Parameterized):
             entry.evaluation, entry.evaluated_on = evaluate(entry.model, test), test
         return entry.evaluation
 
-    def add_model(self, model, origin: str, *, current: bool | None = None) -> str:
-        """Keep ``model``; make it current if ``current`` is True, or (None) if it beats the current one here.
+    def add_model(self, model, origin: str, *, current: bool | None = None, trained_on: TaskSet | None = None) -> str:
+        """Keep ``model`` (trained on the task set ``trained_on``, if any); make it current if ``current`` is True,
+        or (None) if it beats the current one on the held-out tasks.
 
         Returns one sentence saying which happened and why.
         """
-        entry = ModelEntry(model, origin)
+        entry = ModelEntry(model, origin, trained_on)
         self.models = self.models + [entry]
         previous = self.entry(self.model)
         if current is None:

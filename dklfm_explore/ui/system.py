@@ -8,9 +8,10 @@ import panel as pn
 import param
 
 from .. import plots
+from ..spec import SimulationSpec
 from ..systems import SYSTEMS, System, get_system
 from .base import Section
-from .session import Session, SimulationSpec, simulate_spec
+from .session import Session, simulate_spec
 
 __all__ = ["SimulationSettings", "SystemView", "settings_for", "plain_symbol"]
 

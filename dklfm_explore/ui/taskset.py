@@ -27,6 +27,8 @@ SHOWN_TASKS = 3
 """Tasks drawn in the task-set summary."""
 PROGRESS_CHUNK = 64
 """Tasks simulated between progress reports and cancellation checks."""
+REPLACE_QUESTION = ("The model in use was trained on this task set, and a new one replaces it (the model stays in the list). "
+                    "To keep the task set, save it first with 'Save task set'.")
 
 
 def split_tasks(tasks: TaskSet) -> tuple[TaskSet, TaskSet]:
@@ -64,9 +66,15 @@ class TaskSetView(Section):
             self.use(simulate_spec(spec, self.system.settings.n_tasks), spec)
         self.guard(run)
 
-    def generate(self, then: Callable[[], None] | None = None) -> None:
-        """Simulate the task set on a worker thread, reporting progress; Cancel keeps nothing; ``then()`` runs after success."""
+    def generate(self, then: Callable[[], None] | None = None, *, confirmed: bool = False) -> None:
+        """Simulate the task set on a worker thread, reporting progress; Cancel keeps nothing; ``then()`` runs after success.
+
+        When the model in use was trained on the current task set, it asks first (unless ``confirmed``).
+        """
         if self.job.running:
+            return
+        if not confirmed and self.session.trained_current_model():
+            self.confirm.ask(REPLACE_QUESTION, "Generate a new task set", lambda: self.generate(then, confirmed=True), "Keep this task set")
             return
         settings = self.system.settings
         spec = self.guard(settings.spec)
@@ -107,8 +115,14 @@ class TaskSetView(Section):
             return io.BytesIO(path.read_bytes())
 
     def _on_upload(self, event) -> None:
-        if event.new:
-            self.guard(lambda: self.load_bytes(event.new, self.upload.filename or "upload.nc"))
+        if not event.new:
+            return
+        content, filename = event.new, self.upload.filename or "upload.nc"
+        load = lambda: self.guard(lambda: self.load_bytes(content, filename))  # noqa: E731
+        if self.session.trained_current_model():
+            self.confirm.ask(REPLACE_QUESTION.replace("a new one", filename), f"Load {filename}", load, "Keep this task set")
+        else:
+            load()
 
     def load_bytes(self, content: bytes, filename: str) -> TaskSet:
         """Load a task set saved as netCDF from the bytes of an upload."""
@@ -138,6 +152,7 @@ class TaskSetView(Section):
     def __panel__(self):
         return pn.Column(
             self._alert,
+            self.confirm,
             self.controls,
             self._summary,
             self._plot,

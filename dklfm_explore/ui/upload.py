@@ -16,7 +16,8 @@ from ..datasets import load_p53
 from ..errors import InvalidInputError
 from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from ..ood import ood_sentence
-from .inference import ModelSection, latent_mse, refine_mesh
+from .base import BackgroundJob
+from .inference import REFINE_HELP, ModelSection, latent_mse, ood_badge, refine_mesh, refine_supported
 from .session import Session
 from .training import TrainingView
 
@@ -60,13 +61,16 @@ class YourDataView(ModelSection):
         self.download_csv = pn.widgets.FileDownload(callback=self._csv_bytes, filename="latent_force.csv", label="Download result (CSV)", color="light", disabled=True)
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
         self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
-        self.p53_button.on_click(lambda _: self.guard(self.load_p53))
+        self.p53_button.on_click(lambda _: self._replace("the bundled p53 data (5 Gy)", self.load_p53))
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._source = "data"
+        self.refine_job = BackgroundJob(self)
+        self.refine_button = pn.widgets.Button(label="Refine", color="light", visible=False, description=REFINE_HELP)
+        self.refine_button.on_click(lambda _: self.refine())
         self.param.watch(lambda _: self._draw(), "task")
         session.param.watch(lambda _: self.infer(), ["model"])
 
@@ -88,8 +92,19 @@ class YourDataView(ModelSection):
         return tasks
 
     def _on_upload(self, *events) -> None:
-        if self.upload.value is not None:
-            self.guard(lambda: self.load_bytes(self.upload.value, self.upload.filename or "upload.csv"))
+        """A file arrived; an empty one arrives as a new filename with no value (the widget sends no bytes)."""
+        if self.upload.value is None and not any(event.name == "filename" for event in events):
+            return
+        content, filename = self.upload.value or b"", self.upload.filename or "upload.csv"
+        self._replace(filename, lambda: self.load_bytes(content, filename))
+
+    def _replace(self, new: str, load) -> None:
+        """Run ``load`` at once when nothing is loaded, else after the user agrees to replace what is."""
+        if self.tasks is None:
+            self.guard(load)
+            return
+        self.confirm.ask(f"Replace {self._source} and its results with {new}?", "Replace",
+                         lambda: self.guard(load), f"Keep {self._source}")
 
     def load_bytes(self, content: bytes, filename: str) -> TaskSet:
         """Validate an upload (CSV or netCDF bytes) into a TaskSet and infer it if a model is ready.
@@ -140,12 +155,37 @@ class YourDataView(ModelSection):
         else:
             self.result = model.infer(self.tasks, time=refine_mesh(self.tasks.dataset["time"].values, QUERY_REFINEMENT))
         self.download_csv.disabled = self.download_nc.disabled = False
+        self.refine_button.visible = refine_supported(model)
         self._draw()
+
+    def refine(self) -> None:
+        """Replace the first answer by a per-task fit started from it (``model.infer(..., refine=True)``), on a worker thread."""
+        model, tasks = self.session.model, self.tasks
+        if model is None or tasks is None or self.result is None or self.refine_job.running or not refine_supported(model):
+            return
+        query = {} if tasks.is_spatial else {"time": refine_mesh(tasks.dataset["time"].values, QUERY_REFINEMENT)}
+        self.say(f"Refining the {tasks.n_tasks} series by a per-task fit...")
+        self.refine_button.disabled = True
+
+        def work(report, cancelled):
+            return model.infer(tasks, refine=True, **query)
+
+        def done(result):
+            if self.tasks is tasks:
+                self.result = result
+                self.say("Refined by a per-task fit; the plots and downloads show the refined answer.", "success")
+                self._draw()
+
+        def finished():
+            self.refine_button.disabled = False
+
+        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
 
     def _clear(self):
         self._all.object = self._latent.object = self._outputs.object = None
         self._summary.object = ""
         self.download_csv.disabled = self.download_nc.disabled = True
+        self.refine_button.visible = False
 
     def _draw(self):
         if self.result is None or self.tasks is None:
@@ -157,7 +197,8 @@ class YourDataView(ModelSection):
         if self.tasks.has_latent:
             line += f" Latent MSE against the given `force`: {latent_mse(self.result, self.tasks, k):.4g} ({self.tasks.dataset.attrs.get('latent_unit') or 'force units'} squared)."
         warning = ood_sentence(self.result)
-        self._summary.object = line + (f" **{warning}**" if warning else "")
+        badge = ood_badge(self.result, k)
+        self._summary.object = line + (f" Series {self.result['task'].values[k]}: {badge}" if badge else "") + (f" **{warning}**" if warning else "")
         if self.tasks.is_spatial:
             self._all.object = None
             self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)
@@ -191,8 +232,8 @@ class YourDataView(ModelSection):
         return pn.Column(
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
             pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
-            self._alert, self._needs_model,
-            self._summary, self._all, self._task_widget, self._latent, self._outputs,
+            self._alert, self.confirm, self._needs_model,
+            pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all, self._task_widget, self._latent, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
             sizing_mode="stretch_width",
         )
