@@ -305,7 +305,6 @@ def _check_simulation_mesh(args, system) -> None:
 
 def _infer(args) -> None:
     from .io import load_measurements, write_result
-    from .io.format import shown
     from .systems import SYSTEMS
     from .trained import load_model
 
