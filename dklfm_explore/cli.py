@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Sequence
 
@@ -67,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"stop after this long and keep the best model (default {DEFAULT_SYSTEM_MINUTES:g} for SYSTEM, none for a task set)")
     train.add_argument("--seed", type=int, default=0, help="seeds the weights and, for SYSTEM, the simulated tasks")
     train.add_argument("--device", default="auto")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes torchrun starts, one per GPU or CPU process: "
+                       "torchrun --nproc-per-node N -m dklfm_explore.cli train ... --distributed "
+                       "(--batch-size is per process; process 0 validates and writes --out; see docs/scale.md)")
 
     infer = commands.add_parser("infer", help="infer the latent force of measurements with a trained model")
     infer.add_argument("model", type=Path, help="checkpoint (.pt)")
@@ -175,10 +181,24 @@ def _training_source(args):
 
 
 def _train(args) -> int:
+    from .distributed import launched_by_torchrun, process_group
+
+    if args.distributed:
+        with process_group(args.device) as parallel:
+            return _train_process(args, parallel)
+    if launched_by_torchrun():
+        raise InvalidInputError("This process is one of several that torchrun started; add --distributed so they train one "
+                                "model together, instead of each its own.")
+    return _train_process(args, None)
+
+
+def _train_process(args, parallel) -> int:
+    """``dklfm train`` in one process, alone or as one of a data-parallel run (only process 0 reports and writes)."""
     from .config import TrainingConfig
     from .spec import SimulationSpec
     from .train import train
 
+    main_process = parallel is None or parallel.is_main
     _check_output_path(args.out, (".pt",), inputs=(Path(args.source),), force=args.force)
     source, description = _training_source(args)
     minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_SYSTEM_MINUTES if isinstance(source, SimulationSpec) else None)
@@ -186,10 +206,12 @@ def _train(args) -> int:
         raise InvalidInputError(f"--max-minutes must be positive, got {minutes}.")
     options = {key: value for key, value in dict(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, validation=args.validation,
-        max_seconds=minutes * 60 if minutes else None, seed=args.seed, device=args.device,
+        max_seconds=minutes * 60 if minutes else None, seed=args.seed, device=args.device if parallel is None else str(parallel.device),
     ).items() if value is not None}
     config = TrainingConfig(**options)
-    bar = _progress_bar(config.epochs, "epoch", description)
+    if parallel is not None and main_process:
+        description += f" in {parallel.world_size} processes"
+    bar = _progress_bar(config.epochs, "epoch", description) if main_process else nullcontext()
 
     def report(progress) -> None:
         bar.update(progress.epoch - bar.n)
@@ -199,7 +221,9 @@ def _train(args) -> int:
         bar.set_postfix(postfix)
 
     with bar:
-        model = train(source, config=config, progress=report)
+        model = train(source, config=config, progress=report if main_process else None, parallel=parallel)
+    if not main_process:
+        return 0
     model.save(args.out, overwrite=args.force)
     last = model.history[-1] if model.history else {}
     print(f"wrote {args.out}: {last.get('step')} steps on {last.get('tasks_seen')} tasks, stopped: {last.get('stopped_reason')}, "
@@ -281,27 +305,75 @@ def _check_simulation_mesh(args, system) -> None:
 
 def _infer(args) -> None:
     from .io import load_measurements, write_result
-    from .io.format import shown
     from .systems import SYSTEMS
     from .trained import load_model
 
     _check_output_path(args.out, (".nc", ".csv"), inputs=(args.model, args.measurements), force=args.force)
     model = load_model(args.model, device=args.device)
     system = SYSTEMS.get(model.system_name)
+    aliases = system.output_aliases if system is not None else None
+    if args.out.suffix == ".nc" and _is_netcdf_file(args.measurements):
+        return _infer_streamed(args, model, aliases)
     tasks = load_measurements(
         args.measurements, expected_outputs=list(model.output_names), outputs_in_order=args.outputs_in_order,
-        output_aliases=system.output_aliases if system is not None else None,
+        output_aliases=aliases,
     )
-    if "output_match" in tasks.dataset.attrs:
-        print(f"dklfm infer: outputs taken as the model's: {tasks.dataset.attrs['output_match']}", file=sys.stderr)
-    named = tasks.dataset.attrs.get("system")
-    if named and named != model.system_name:
-        warnings.warn(f"{args.measurements.name} names the system {shown(named)} but the model was trained on {model.system_name!r}.", stacklevel=1)
+    _announce_measurements(args, tasks, model)
     time, space = _query_mesh(args, tasks)
     result = model.infer(tasks, time=time, space=space, time_mapping=args.time_mapping)
     write_result(result, args.out, overwrite=args.force)
     print(f"wrote {args.out}: latent force of {result.sizes['task']} task(s) on {result.sizes['time']} time point(s), "
           f"{result.attrs.get('infer_ms_per_task', float('nan')):.2f} ms per task")
+
+
+def _is_netcdf_file(path: Path) -> bool:
+    from .io.source import NETCDF_MAGIC, is_netcdf
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(max(len(magic) for magic in NETCDF_MAGIC))
+    except OSError:
+        return False
+    return is_netcdf(head, path.name)
+
+
+def _announce_measurements(args, tasks, model) -> None:
+    """Say how the measured outputs were matched, and warn when the file names another system than the model's."""
+    from .io.format import shown
+
+    if "output_match" in tasks.dataset.attrs:
+        print(f"dklfm infer: outputs taken as the model's: {tasks.dataset.attrs['output_match']}", file=sys.stderr)
+    named = tasks.dataset.attrs.get("system")
+    if named and named != model.system_name:
+        warnings.warn(f"{args.measurements.name} names the system {shown(named)} but the model was trained on {model.system_name!r}.", stacklevel=1)
+
+
+def _infer_streamed(args, model, aliases) -> None:
+    """``dklfm infer`` of a netCDF file into netCDF, a chunk of tasks at a time (:mod:`dklfm_explore.stream`)."""
+    from .stream import TaskChunks, infer_chunks
+
+    chunks = TaskChunks(args.measurements, expected_outputs=list(model.output_names), output_aliases=aliases,
+                        outputs_in_order=args.outputs_in_order)
+    _announce_measurements(args, chunks.first, model)
+    time, space = _query_mesh(args, chunks.first)
+    with _progress_bar(chunks.n_tasks, "task", f"inferring {args.measurements.name}") as bar, _terminate_as_interrupt():
+        summary = infer_chunks(model, chunks, args.out, time=time, space=space, time_mapping=args.time_mapping,
+                               overwrite=args.force, progress=lambda done, total: bar.update(done - bar.n))
+    print(f"wrote {args.out}: latent force of {summary.n_tasks} task(s) on {summary.n_time} time point(s), "
+          f"{summary.infer_ms_per_task:.2f} ms per task")
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """Within the block, SIGTERM (a scheduler's or torchrun's stop) unwinds like Ctrl-C, so partial files are removed."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _design(args) -> None:

@@ -30,7 +30,7 @@ import xarray as xr
 from .data import MIN_STD, Normaliser, TaskSet
 from .errors import OutOfDistributionWarning
 
-__all__ = ["OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "reference_from_standardised", "ood_scores", "annotate", "ood_sentence"]
+__all__ = ["flagged_warning", "OOD_QUANTILE", "output_nll", "summary_statistics", "MIN_REFERENCE_TASKS", "ood_reference", "reference_from_standardised", "ood_scores", "annotate", "ood_sentence"]
 
 OOD_QUANTILE = 0.99
 """Fraction of the validation tasks whose score lies within the flagging threshold."""
@@ -38,6 +38,8 @@ MIN_REFERENCE_TASKS = 50
 """Fewest validation tasks :func:`ood_reference` accepts: with fewer, a 99% bound is little more than their extremes."""
 CHUNK = 256
 """Tasks scored at once."""
+SHOWN_TASKS = 10
+"""Flagged tasks a warning names."""
 
 
 def output_nll(module, coords, y: torch.Tensor) -> torch.Tensor:
@@ -171,11 +173,15 @@ def annotate(result: xr.Dataset, module, reference: dict | None, coords, y: torc
     result["out_of_distribution"] = ("task", flagged)
     if flagged.any():
         names = [str(name) for name in result["task"].values[flagged]]
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        warnings.warn(OutOfDistributionWarning(
-            f"{len(names)} task(s) look unlike the model's validation tasks (score beyond their 99th percentile): {shown}."),
-            stacklevel=stacklevel)
+        warnings.warn(flagged_warning(names[:SHOWN_TASKS], len(names)), stacklevel=stacklevel)
     return result
+
+
+def flagged_warning(first_names: list[str], count: int) -> OutOfDistributionWarning:
+    """The warning naming ``count`` flagged tasks, of which the first :data:`SHOWN_TASKS` names are given."""
+    shown = ", ".join(first_names[:SHOWN_TASKS]) + (f" and {count - SHOWN_TASKS} more" if count > SHOWN_TASKS else "")
+    return OutOfDistributionWarning(
+        f"{count} task(s) look unlike the model's validation tasks (score beyond their 99th percentile): {shown}.")
 
 
 def ood_sentence(result: xr.Dataset) -> str:

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-import h5netcdf
-import h5py
 import numpy as np
 import torch
 import xarray as xr
 
 from .atomic import atomic_write
-from .data import CHECKSUMMED, TaskSet, open_taskset
+from .chunked_netcdf import ChunkedNetCDF
+from .data import TaskSet, open_taskset
 from .devices import resolve_device
 from .errors import CancelledError, InvalidInputError
 from .spec import SPEC_ATTR, SimulationSpec
@@ -249,7 +248,7 @@ def simulate(
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out, overwrite=overwrite) if out is not None else nullcontext() as partial:
-        writer = _ChunkWriter(partial, n_tasks, attrs) if partial is not None else None
+        writer = ChunkedNetCDF(partial, n_tasks, attrs) if partial is not None else None
         try:
             for index, start in enumerate(range(0, n_tasks, spec.chunk_size)):
                 if cancel is not None and cancel():
@@ -301,47 +300,3 @@ def _to_dataset(batch: SimulatedTasks, mesh: Mesh, names, start: int, attrs: dic
     for key, value in batch.hyper.items():
         variables[key] = (("task",), numpy(value), {"long_name": key.replace("_", " "), "units": system.time_unit})
     return xr.Dataset(variables, coords=coords, attrs=attrs)
-
-
-class _ChunkWriter:
-    """Write chunks of tasks into one netCDF file (the temporary file of an atomic write)."""
-
-    def __init__(self, path: Path, n_tasks: int, attrs: dict):
-        self.path, self.n_tasks, self.attrs = path, n_tasks, attrs
-        self.file = None
-
-    def _create(self, dataset: xr.Dataset) -> None:
-        handle = h5netcdf.File(self.path, "w")
-        sizes = dict(dataset.sizes)
-        sizes["task"] = self.n_tasks
-        handle.dimensions = sizes
-        for name, coordinate in dataset.coords.items():
-            values = coordinate.values
-            if name == "task":
-                values = np.arange(self.n_tasks)
-            if values.dtype.kind in "UO":
-                handle.create_variable(name, (name,), dtype=h5py.string_dtype(), data=values.astype(object))
-            else:
-                handle.create_variable(name, (name,), data=values, **CHECKSUMMED)
-        for name, variable in dataset.data_vars.items():
-            if "task" not in variable.dims:
-                created = handle.create_variable(name, variable.dims, data=variable.values, **(CHECKSUMMED if variable.ndim else {}))
-            else:
-                chunks = (min(1024, self.n_tasks),) + tuple(variable.shape[1:])
-                fill = {"fillvalue": np.nan} if variable.dtype.kind == "f" else {}
-                created = handle.create_variable(name, variable.dims, dtype=variable.dtype, chunks=chunks, **CHECKSUMMED, **fill)
-            created.attrs.update(variable.attrs)
-        handle.attrs.update(self.attrs)
-        self.file = handle
-
-    def write(self, dataset: xr.Dataset, start: int) -> None:
-        if self.file is None:
-            self._create(dataset)
-        stop = start + dataset.sizes["task"]
-        for name, variable in dataset.data_vars.items():
-            if "task" in variable.dims:
-                self.file.variables[name][start:stop] = variable.values
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()

@@ -9,6 +9,11 @@ Random streams of a run from a spec with seed ``s`` (:func:`~dklfm_explore.simul
 the normaliser's reference tasks, the validation tasks and the training draws each have their own
 stream, none of them a chunk stream of :func:`~dklfm_explore.simulate.simulate`, so validation
 tasks are never drawn for training and the same seed gives the same run.
+
+Data-parallel training (:mod:`dklfm_explore.distributed`) gives each process its share of a
+source with ``source.rank_share(rank, world_size)``: process ``r`` draws fresh tasks from its own
+stream ``TRAINING_STREAM - r``, or takes its slice of each global batch of ``world_size`` x
+``batch_size`` tasks of a task set (all processes follow the same global order).
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class _InMemory:
         self.data, self.batch_size = data, batch_size
         self.steps_per_epoch = math.ceil(data.y.shape[0] / batch_size)
 
+    def rank_share(self, rank: int, world_size: int) -> "_RankShare":
+        return _RankShare(_InMemory(self.data, self.batch_size * world_size), rank, world_size)
+
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(self.data.y.shape[0], generator=generator).to(self.data.y.device)
         for batch in range(self.steps_per_epoch):
@@ -72,6 +80,9 @@ class _Streamed:
         self.tasks, self.normaliser, self.batch_size, self.device, self.block = tasks, normaliser, batch_size, device, block
         sizes = [min(block, tasks.n_tasks - start) for start in range(0, tasks.n_tasks, block)]
         self.steps_per_epoch = sum(math.ceil(size / batch_size) for size in sizes)
+
+    def rank_share(self, rank: int, world_size: int) -> "_RankShare":
+        return _RankShare(_Streamed(self.tasks, self.normaliser, self.batch_size * world_size, self.device, self.block), rank, world_size)
 
     def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n_blocks = math.ceil(self.tasks.n_tasks / self.block)
@@ -92,10 +103,12 @@ class _Simulated:
     nearly the same for 16 tasks as for 256) and each is used in exactly one step.
     """
 
-    def __init__(self, simulator: BatchSimulator, normaliser: Normaliser, batch_size: int, epoch_tasks: int, seed: int):
+    def __init__(self, simulator: BatchSimulator, normaliser: Normaliser, batch_size: int, epoch_tasks: int, seed: int,
+                 stream: int = TRAINING_STREAM):
         self.simulator, self.normaliser, self.batch_size = simulator, normaliser, batch_size
+        self.epoch_tasks, self.seed = epoch_tasks, seed
         self.steps_per_epoch = math.ceil(epoch_tasks / batch_size)
-        self.generator = stream_generator(seed, TRAINING_STREAM)
+        self.generator = stream_generator(seed, stream)
         self.block = max(batch_size, SIMULATION_BLOCK_TASKS // batch_size * batch_size)
         self.pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self.position = 0
@@ -109,6 +122,33 @@ class _Simulated:
             rows = slice(self.position, self.position + self.batch_size)
             self.position += self.batch_size
             yield self.pending[0][rows], self.pending[1][rows]
+
+    def rank_share(self, rank: int, world_size: int) -> "_Simulated":
+        """Process ``rank``'s own fresh tasks, ``batch_size`` a step, for ``1 / world_size`` of an epoch's tasks."""
+        return _Simulated(self.simulator, self.normaliser, self.batch_size, math.ceil(self.epoch_tasks / world_size),
+                          self.seed, TRAINING_STREAM - rank)
+
+
+class _RankShare:
+    """Process ``rank``'s slice of every global batch of a task-set source built with the global batch size.
+
+    Every process runs the same global source with the same generator, so the slices of one step
+    are disjoint and together make the batch a single process with the global batch size would
+    take.  A global batch is cut to a multiple of ``world_size`` (all slices equal, so averaging
+    the processes' gradients averages over its tasks); one smaller than ``world_size`` is skipped.
+    """
+
+    def __init__(self, source, rank: int, world_size: int):
+        self.source, self.rank, self.world_size = source, rank, world_size
+        self.steps_per_epoch = source.steps_per_epoch
+
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for y, f in self.source.epoch(generator):
+            share = y.shape[0] // self.world_size
+            if share == 0:
+                continue
+            rows = slice(self.rank * share, (self.rank + 1) * share)
+            yield y[rows], f[rows]
 
 
 @dataclass

@@ -117,7 +117,8 @@ def check_reach(coords: tuple[torch.Tensor, ...], source: str, window: tuple[flo
 
 
 def standardise(tasks: TaskSet, normaliser: Normaliser, *, time_mapping: str = "none", output_scaling: str = "training",
-                latent: bool = True, window: tuple[float, float] | None = None, device=None) -> Standardised:
+                latent: bool = True, window: tuple[float, float] | None = None, device=None,
+                self_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> Standardised:
     """Bring a task set into the model's standardised units.
 
     Parameters
@@ -137,6 +138,9 @@ def standardise(tasks: TaskSet, normaliser: Normaliser, *, time_mapping: str = "
         The training time window the mapping aims at; default the normaliser's.
     device :
         Where the standardised tensors go (default CPU).
+    self_stats : (Tensor, Tensor), optional
+        Per-output ``(mean, std)`` shaped ``(output, 1[, 1])`` that ``output_scaling="self"`` uses
+        instead of the tasks' own (streamed inference passes those of the whole file, a chunk at a time).
 
     Raises
     ------
@@ -150,7 +154,10 @@ def standardise(tasks: TaskSet, normaliser: Normaliser, *, time_mapping: str = "
     coords = standardise_coords(normaliser, tasks.time, tasks.space, time_map)
     y = tasks.y()
     _check_magnitude(tasks, y)
-    mean, std = normaliser.y_stats(y) if output_scaling == "training" else _own_stats(tasks, y)
+    if output_scaling == "training":
+        mean, std = normaliser.y_stats(y)
+    else:
+        mean, std = self_stats if self_stats is not None else _own_stats(tasks, y)
     f = normaliser.transform_f(tasks.f()).to(device) if latent else None
     return Standardised(tuple(c.to(device) for c in coords), ((y - mean) / std).to(device), f, mean, std, time_map)
 

@@ -12,7 +12,8 @@ improvement, at the epoch, step or time budget, when ``cancel()`` returns True, 
 becomes NaN/infinite.  It ends with a :class:`~dklfm_explore.verdict.Verdict` on the validation tasks.
 
 One step is :func:`batch_loss` then :func:`optimiser_step`; :func:`initialise_model` builds the
-model before the first.
+model before the first.  With ``parallel`` (:func:`~dklfm_explore.distributed.process_group`),
+the same loop runs data-parallel in every process of a torchrun launch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from .config import STOP_REASONS, TrainingConfig, TrainingProgress
 from .data import Normaliser, TaskSet
 from .devices import resolve_device
+from .distributed import DataParallel, SingleProcess
 from .ood import reference_from_standardised
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
 from .metrics import COVERAGE_Z
@@ -234,6 +236,7 @@ def train(
     validation_tasks: TaskSet | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    parallel: DataParallel | None = None,
 ) -> TrainedModel:
     """Meta-train a DKLFM on a task set or on fresh simulations, and return the best model on held-out tasks.
 
@@ -252,6 +255,11 @@ def train(
         Called after every epoch and once at the end (with ``stopped_reason`` set).
     cancel : callable ``() -> bool``, optional
         Polled before every batch; when True, training stops and the best model so far is returned.
+    parallel : DataParallel, optional
+        This process's place in a data-parallel run (:mod:`dklfm_explore.distributed`): it takes
+        its share of the batches (``config.batch_size`` is per process), process 0 alone
+        validates and calls ``progress``, and every process stops at the same step.  Only process
+        0's model has a verdict and a calibration.
 
     Returns
     -------
@@ -274,11 +282,14 @@ def train(
         data = spec_source(tasks, config, device)
     else:
         data = task_set_source(tasks, config, validation_tasks, device)
+    parallel = parallel or SingleProcess()
+    held_out = data.validation
+    data = parallel.share(data)
     model_config = _complete(model_config, data)
     model = initialise_model(model_config, config, data.coords, device)
-    if model.phase and data.validation is not None:
-        fit_period_bounds(model, data.coords, data.validation.y)
-    model, run, history, (reason, message), epoch = _optimise(model, data, config, device, progress, cancel)
+    if model.phase and held_out is not None:
+        fit_period_bounds(model, data.coords, held_out.y)
+    model, run, history, (reason, message), epoch = _optimise(model, data, config, device, progress, cancel, parallel)
 
     model.load_state_dict(run.best_state)
     model.eval()
@@ -306,8 +317,11 @@ def train(
     )
 
 
-def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, progress, cancel):
-    """The epoch loop: steps, validation, model selection, stopping.  Returns the model, run state, history, stop and last epoch."""
+def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, progress, cancel, parallel: SingleProcess):
+    """The epoch loop: steps, validation, model selection, stopping.  Returns the model, run state, history, stop and last epoch.
+
+    Every decision goes through ``parallel``, so that the processes of a data-parallel run take the same ones.
+    """
     optimiser = make_optimiser(model, config)
     total_steps = config.epochs * data.source.steps_per_epoch
     if config.max_steps is not None:
@@ -317,33 +331,29 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
     start_time = time.perf_counter()
     reason, message = "completed", f"Trained for the full {config.epochs} epochs."
     epoch = 0
+    loss_model = parallel.loss_model(model)
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses, stop = [], None
         for batch, (y, f) in enumerate(data.source.epoch(generator)):
-            if cancel is not None and cancel():
-                stop = ("cancelled", f"Cancelled during epoch {epoch}.")
-                break
-            if config.max_seconds is not None and time.perf_counter() - start_time > config.max_seconds:
-                stop = ("time-limit", f"Reached the time limit of {config.max_seconds:g} s during epoch {epoch}.")
-                break
-            try:
-                loss = batch_loss(model, data.coords, y, f, _subset(data.n_mesh, config.max_points, generator, device))
-            except CholeskyError as error:
-                stop = ("diverged", f"Epoch {epoch}, batch {batch + 1}: {error}")
-                break
-            if not torch.isfinite(loss):
-                stop = ("diverged", f"The training loss became {loss.item()} at epoch {epoch}, batch {batch + 1}.")
+            stop = _step_stop(cancel, config, time.perf_counter() - start_time, epoch)
+            points = _subset(data.n_mesh, config.max_points, generator, device)
+            # every process of a data-parallel run calls the wrapped forward each step: it may hold a collective
+            if stop is None or parallel.world_size > 1:
+                loss, failure = _loss_or_failure(loss_model, data.coords, y, f, points, f"epoch {epoch}, batch {batch + 1}")
+                stop = stop or failure
+            stop, elapsed = parallel.agree(stop, time.perf_counter() - start_time)
+            if stop is not None:
                 break
             optimiser_step(model, optimiser, loss, config.gradient_clip)
             run.step += 1
-            run.tasks_seen += int(y.shape[0])
-            _set_learning_rate(optimiser, config, _progress(run.step, total_steps, time.perf_counter() - start_time, config.max_seconds))
+            run.tasks_seen += int(y.shape[0]) * parallel.world_size
+            _set_learning_rate(optimiser, config, _progress(run.step, total_steps, elapsed, config.max_seconds))
             losses.append(loss.item())
             if config.max_steps is not None and run.step >= config.max_steps:
                 stop = ("step-limit", f"Reached the step limit of {config.max_steps} steps during epoch {epoch}.")
                 break
-        epoch_loss = float(np.mean(losses)) if losses else math.nan
+        epoch_loss = parallel.mean(float(np.mean(losses))) if losses else math.nan
         elapsed = time.perf_counter() - start_time
         if stop is not None and (stop[0] == "diverged" or not losses):
             reason, message = stop
@@ -351,10 +361,9 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
                 run.best_state = _snapshot(model)
             break
         model.eval()
-        try:
-            score = validate(model, data.validation) if data.validation is not None else None
-        except CholeskyError as error:
-            reason, message = "diverged", f"Validation after epoch {epoch} failed: {error}"
+        score, failure = parallel.from_main(_validation_score(model, data.validation, epoch))
+        if failure is not None:
+            reason, message = "diverged", failure
             break
         value = score.mse if score is not None else epoch_loss
         if not math.isfinite(value):
@@ -390,6 +399,36 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
     if run.best_state is None:
         raise TrainingDivergedError(f"Training stopped before any epoch finished with a finite error ({message})")
     return model, run, history, (reason, message), epoch
+
+
+def _step_stop(cancel, config: TrainingConfig, elapsed: float, epoch: int) -> tuple[str, str] | None:
+    """Why training must stop before this step's update (cancelled, out of time), or None."""
+    if cancel is not None and cancel():
+        return ("cancelled", f"Cancelled during epoch {epoch}.")
+    if config.max_seconds is not None and elapsed > config.max_seconds:
+        return ("time-limit", f"Reached the time limit of {config.max_seconds:g} s during epoch {epoch}.")
+    return None
+
+
+def _loss_or_failure(loss_model, coords, y: torch.Tensor, f: torch.Tensor, points, where: str):
+    """The batch loss, or None and the ``("diverged", message)`` of a failed factorisation or a non-finite loss."""
+    try:
+        loss = batch_loss(loss_model, coords, y, f, points)
+    except CholeskyError as error:
+        return None, ("diverged", f"{where[0].upper()}{where[1:]}: {error}")
+    if not torch.isfinite(loss):
+        return loss, ("diverged", f"The training loss became {loss.item()} at {where}.")
+    return loss, None
+
+
+def _validation_score(model: DKLFM, validation: Standardised | None, epoch: int) -> tuple[ValidationScore | None, str | None]:
+    """The epoch's validation score (None without validation tasks) and the message of a failed validation (else None)."""
+    if validation is None:
+        return None, None
+    try:
+        return validate(model, validation), None
+    except CholeskyError as error:
+        return None, f"Validation after epoch {epoch} failed: {error}"
 
 
 def _complete(model_config: ModelConfig | None, data: TrainingData) -> ModelConfig:

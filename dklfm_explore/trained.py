@@ -115,7 +115,8 @@ class TrainedModel:
         """The verdict's ``learned`` (None without a verdict)."""
         return None if self.verdict is None else self.verdict.learned
 
-    def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto") -> xr.Dataset:
+    def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto",
+              self_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> xr.Dataset:
         """Infer the latent force (and denoised outputs) of each task from its outputs.
 
         Parameters
@@ -139,6 +140,9 @@ class TrainedModel:
             ``"auto"`` picks ``"training"`` when the tasks are a simulation (they carry ``y_clean``) of the
             model's system, else ``"self"``: measurements are never assumed to share the simulation's scale.
             The latent force is always returned in the training set's latent units.
+        self_stats : (Tensor, Tensor), optional
+            Per-output ``(mean, std)`` ``(output, 1[, 1])`` for ``"self"`` scaling instead of these tasks' own:
+            those of a whole file whose tasks are inferred a chunk at a time (:mod:`dklfm_explore.stream`).
 
         Returns
         -------
@@ -174,7 +178,7 @@ class TrainedModel:
             warnings.warn(NotLearnedWarning(f"Inferring with a model that {self.verdict.message}."), stacklevel=2)
         output_scaling = self._output_scaling(tasks, output_scaling)
         standardised = standardise(tasks, self.normaliser, time_mapping=time_mapping, output_scaling=output_scaling,
-                                   latent=False, window=self.time_window, device=self.device)
+                                   latent=False, window=self.time_window, device=self.device, self_stats=self_stats)
         source = str(tasks.dataset.attrs.get("source") or "the tasks")
         check_reach(standardised.coords, source, self.time_window)
         query_time, query_space, query = self._query(tasks, time, space, standardised.time_map)

@@ -27,9 +27,9 @@ PACKAGE = "dklfm_explore"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "devices", "runtime", "atomic", "linalg", "quadrature", "version", "config"),
     ("systems",),
-    ("spec", "data", "simulate", "metrics", "verdict", "result", "standardise", "ood"),
+    ("spread", "spec", "data", "chunked_netcdf", "simulate", "metrics", "verdict", "result", "standardise", "ood"),
     ("model",),
-    ("checkpoint", "trained", "sources", "train", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design"),
+    ("task_checks", "checkpoint", "trained", "sources", "distributed", "train", "stream", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design"),
     ("cli", "ui"),
 )
 """Layers from the bottom up, by the module's path below the package (first segment)."""

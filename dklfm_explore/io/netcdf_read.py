@@ -11,7 +11,7 @@ from ..data import NETCDF_ENGINE, check_simulation_values, reading_netcdf
 from ..errors import InvalidInputError
 from .source import CLASSIC_NETCDF_MAGIC
 
-__all__ = ["netcdf_dataset"]
+__all__ = ["netcdf_dataset", "measurement_dataset"]
 
 
 def netcdf_dataset(data: bytes, source: str) -> xr.Dataset:
@@ -19,6 +19,11 @@ def netcdf_dataset(data: bytes, source: str) -> xr.Dataset:
     engine = "scipy" if data.startswith(CLASSIC_NETCDF_MAGIC) else NETCDF_ENGINE
     with reading_netcdf(source):
         dataset = xr.open_dataset(io.BytesIO(data), engine=engine).load()
+    return measurement_dataset(dataset, source)
+
+
+def measurement_dataset(dataset: xr.Dataset, source: str) -> xr.Dataset:
+    """A loaded netCDF dataset checked as measurements: ``y : (task, output, [space,] time)``, sorted in the mesh."""
     check_simulation_values(dataset, source)
     if "y" not in dataset:
         raise InvalidInputError(

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import InvalidInputError
 from .format import MAX_SHOWN, MIN_POINTS
 
-__all__ = ["read_source", "is_netcdf", "decode", "CLASSIC_NETCDF_MAGIC"]
+__all__ = ["read_source", "is_netcdf", "decode", "CLASSIC_NETCDF_MAGIC", "NETCDF_MAGIC"]
 
 NETCDF_MAGIC = (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02", b"CDF\x05")
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf")
