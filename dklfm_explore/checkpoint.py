@@ -24,7 +24,7 @@ import torch
 
 from .atomic import atomic_write
 from .errors import CheckpointError
-from .io.format import MAX_SHOWN
+from .messages import MAX_SHOWN
 
 __all__ = ["write_checkpoint", "read_checkpoint", "CHECKPOINT_FORMAT_VERSION", "READABLE_FORMAT_VERSIONS", "CHECKPOINT_KEYS"]
 
@@ -122,6 +122,6 @@ FIELD_CHECKS = {
 
 
 def _described(value) -> str:
-    """A stored value for a message: its type and its repr, cut to :data:`~dklfm_explore.io.format.MAX_SHOWN` characters."""
+    """A stored value for a message: its type and its repr, cut to :data:`~dklfm_explore.messages.MAX_SHOWN` characters."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + '...'}"

@@ -16,7 +16,7 @@ import xarray as xr
 
 from .data import TaskSet
 from .errors import NonFiniteResultWarning
-from .io.format import listed, shown
+from .messages import listed, shown
 
 __all__ = ["result_dataset", "warn_if_not_finite", "RESULT_VARIABLES"]
 

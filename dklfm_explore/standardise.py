@@ -18,7 +18,7 @@ import xarray as xr
 
 from .data import Normaliser, TaskSet
 from .errors import ConstantOutputWarning, InvalidInputError
-from .io.format import listed, shown
+from .messages import listed, shown
 from .spread import MAX_MAGNITUDE, RELATIVE_SPREAD, is_constant, pooled_moments
 
 __all__ = ["TimeMap", "Standardised", "standardise", "standardise_coords", "unstandardise", "pooled_stats", "check_reach", "span_text",

@@ -12,7 +12,7 @@ import numpy as np
 from .data import TaskSet
 from .errors import InvalidInputError
 from .io.checks import label_text
-from .io.format import shown
+from .messages import shown
 from .spread import MAX_MAGNITUDE, RELATIVE_SPREAD, is_constant, pooled_moments
 
 __all__ = ["check_learnable", "check_observed", "check_validation_split", "tasks_needed"]

@@ -38,7 +38,6 @@ from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
 from .sources import TrainingData, spec_source, task_set_source
 from .spec import SimulationSpec
-from .systems import SYSTEMS, get_system
 from .standardise import Standardised, standardise
 from .trained import TrainedModel
 from .verdict import Verdict
@@ -435,19 +434,12 @@ def _complete(model_config: ModelConfig | None, data: TrainingData) -> ModelConf
     """Fill ``n_outputs`` and ``input_dim`` from the data and check given values against it."""
     model_config = model_config or ModelConfig()
     if model_config.time_input is None:
-        model_config = replace(model_config, time_input="phase" if _periodic_force(data) else "time")
+        model_config = replace(model_config, time_input="time")
     if model_config.n_outputs is not None and model_config.n_outputs != data.n_outputs:
         raise InvalidInputError(f"ModelConfig.n_outputs is {model_config.n_outputs} but the tasks have {data.n_outputs} outputs.")
     if model_config.input_dim is not None and model_config.input_dim != data.input_dim:
         raise InvalidInputError(f"ModelConfig.input_dim is {model_config.input_dim} but the tasks' mesh has {data.input_dim} dimension(s).")
     return replace(model_config, n_outputs=data.n_outputs, input_dim=data.input_dim).validate()
-
-
-def _periodic_force(data: TrainingData) -> bool:
-    """Whether the tasks' system is registered with a periodic force prior on a time-only mesh."""
-    if data.input_dim != 1 or data.system_name not in SYSTEMS:
-        return False
-    return get_system(data.system_name).force_prior.kernel == "periodic"
 
 
 def _subset(n_mesh: int, max_points: int | None, generator: torch.Generator, device) -> torch.Tensor | None:

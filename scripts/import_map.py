@@ -25,7 +25,7 @@ from pathlib import Path
 PACKAGE = "dklfm_explore"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "devices", "runtime", "atomic", "linalg", "quadrature", "version", "config"),
+    ("errors", "messages", "devices", "runtime", "atomic", "linalg", "quadrature", "version", "config"),
     ("systems",),
     ("spread", "spec", "data", "chunked_netcdf", "simulate", "metrics", "verdict", "result", "standardise", "ood"),
     ("model",),

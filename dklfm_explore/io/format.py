@@ -49,6 +49,8 @@ in time (and space) and validated like a CSV.
 
 import re
 
+from ..messages import MAX_SHOWN, listed, shown
+
 __all__ = ["MIN_POINTS", "TIME", "SPACE", "REPLICATE", "FORCE", "SE_SUFFIX", "MISSING", "UNIT_ATTRS", "MAX_SHOWN", "shown", "listed"]
 
 MIN_POINTS = 3
@@ -60,20 +62,3 @@ MISSING = frozenset({"", "na", "n/a", "nan", "null"})
 """Cells that mean 'not measured' (compared in lower case)."""
 METADATA_KEY = re.compile(r"[A-Za-z_][\w.-]*")
 UNIT_ATTRS = ("time_unit", "space_unit", "output_unit", "output_units", "latent_unit")
-MAX_SHOWN = 40
-"""Offending cell values are shown up to this many characters."""
-MAX_LISTED = 200
-"""Lists of names in a message are cut after this many characters."""
-
-
-def shown(text: str) -> str:
-    """``text`` quoted for a message, cut to :data:`MAX_SHOWN` characters."""
-    text = str(text)
-    return repr(text) if len(text) <= MAX_SHOWN else repr(text[:MAX_SHOWN]) + f"... ({len(text)} characters)"
-
-
-def listed(names) -> str:
-    """``names`` joined by commas for a message, cut to :data:`MAX_LISTED` characters."""
-    names = [str(name) for name in names]
-    text = ", ".join(names)
-    return text if len(text) <= MAX_LISTED else f"{text[:MAX_LISTED]}... ({len(names)} names)"
