@@ -26,6 +26,8 @@ from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError, NotLearnedWarning
 from .model.dklfm import DKLFM, ModelConfig
 from .ood import annotate as annotate_ood
+from .refine import refinable_system
+from .refine import refine as refine_answer
 from .result import result_dataset
 from .standardise import TIME_MAPPINGS, Standardised, TimeMap, standardise, standardise_coords, unstandardise
 from .verdict import Verdict
@@ -114,7 +116,8 @@ class TrainedModel:
         """The verdict's ``learned`` (None without a verdict)."""
         return None if self.verdict is None else self.verdict.learned
 
-    def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto") -> xr.Dataset:
+    def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto",
+              refine: bool = False) -> xr.Dataset:
         """Infer the latent force (and denoised outputs) of each task from its outputs.
 
         Parameters
@@ -138,6 +141,9 @@ class TrainedModel:
             ``"auto"`` picks ``"training"`` when the tasks are a simulation (they carry ``y_clean``) of the
             model's system, else ``"self"``: measurements are never assumed to share the simulation's scale.
             The latent force is always returned in the training set's latent units.
+        refine : bool
+            Refine each task's answer by a short per-task LFM fit warm-started from it
+            (:func:`~dklfm_explore.refine.refine`: ODE systems only; seconds instead of milliseconds).
 
         Returns
         -------
@@ -146,13 +152,15 @@ class TrainedModel:
             ``(task, output, [space,] time)``.  Standard deviations are predictive (they include the
             learned noise ``sigma_f``, ``sigma_y``); the latent one is multiplied by ``latent_std_scale``.  attrs: ``infer_ms_per_task``, ``device``,
             ``time_mapping``, ``output_scaling``, ``system``.  With the model's ``ood_reference``, also
-            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).
+            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).  With
+            ``refine=True``, the refined posterior in the same format, plus the first answer
+            (:func:`~dklfm_explore.refine.refine`).
 
         Raises
         ------
         InvalidInputError
             Output count or mesh dimension differs from the model's, unknown mapping, an output
-            with no observed value.
+            with no observed value; ``refine=True`` for a system without an ODE right-hand side.
 
         Warns
         -----
@@ -164,6 +172,8 @@ class TrainedModel:
             If the model's verdict says it did not learn.
         """
         self._check_tasks(tasks)
+        if refine:
+            refinable_system(self.system_name)
         if self.verdict is not None and not self.verdict.learned:
             warnings.warn(NotLearnedWarning(f"Inferring with a model that {self.verdict.message}."), stacklevel=2)
         output_scaling = self._output_scaling(tasks, output_scaling)
@@ -176,7 +186,10 @@ class TrainedModel:
         attrs = {"infer_ms_per_task": elapsed_ms / tasks.n_tasks, "device": str(self.device), "time_mapping": time_mapping,
                  "output_scaling": output_scaling, "system": self.system_name}
         result = result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
-        return annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
+        result = annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
+        if refine:
+            return refine_answer(self, tasks, result, time=time, time_mapping=time_mapping, output_scaling=output_scaling)
+        return result
 
     def _check_tasks(self, tasks: TaskSet) -> None:
         """Raise InvalidInputError unless ``tasks`` have this model's outputs and mesh dimension."""

@@ -367,6 +367,7 @@ def per_task_posterior(
     link: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     threads: int | None = 1,
+    initialise: Callable[[PerTaskLFM], None] | None = None,
 ) -> xr.Dataset:
     """Fit a per-task LFM to every task (independently, batched) and return its posterior.
 
@@ -400,6 +401,9 @@ def per_task_posterior(
         are tiny, so one thread is fastest (66 against 350 ms an iteration for 20
         tasks on 2 busy cores); ``None`` keeps torch's setting.  The setting is
         process-wide while the call runs.
+    initialise : callable ``(model) -> None``, optional
+        Called, without gradients, on the constructed :class:`PerTaskLFM` before the fit, to set its
+        starting values (a warm start, e.g. from an amortised posterior); default: the prior's centre.
 
     Returns
     -------
@@ -434,7 +438,8 @@ def per_task_posterior(
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        return _fit_and_predict(tasks, system, time, n_inducing, int(iterations), learning_rate, int(n_samples), seed, device, link, progress)
+        return _fit_and_predict(tasks, system, time, n_inducing, int(iterations), learning_rate, int(n_samples), seed, device, link,
+                                progress, initialise)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -460,7 +465,8 @@ def _extension_grid(fit_end: float, end: float, spacing: float) -> torch.Tensor:
     return fit_end + spacing * torch.arange(1, count + 1, dtype=torch.float64)
 
 
-def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate, n_samples, seed, device, link, progress) -> xr.Dataset:
+def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate, n_samples, seed, device, link, progress,
+                     initialise) -> xr.Dataset:
     started = timer.perf_counter()
     prior = force_prior_of(tasks, system)
     y = tasks.y(device=device)
@@ -486,6 +492,9 @@ def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate,
     spread = torch.sqrt((centred**2).sum(-1) / counts)
     y_scale = torch.where(spread > 0, spread, y_filled.abs().amax(-1).clamp_min(1.0))
     model = PerTaskLFM(system, n_tasks, n_outputs, inducing_time, prior, y_scale, link).to(device)
+    if initialise is not None:
+        with torch.no_grad():
+            initialise(model)
 
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     step, rounds = fit_step(prior), 0
