@@ -37,10 +37,9 @@ def transcription():
 def test_refined_transcription_improves_on_the_first_answer(transcription):
     model, tasks, refined = transcription
     first, after = _mse(refined["amortised_latent_mean"], tasks), _mse(refined["latent_mean"], tasks)
-    print(first, after)
-    # MEASURED below; the bound asks for a fifth less error than the amortised answer, well inside the measured gain
-    # (20 tasks: 0.215 -> 0.13) and far from a fit that drifted away from its warm start (it would be worse).
-    assert after <= 0.8 * first
+    # Measured 0.110 -> 0.010 on these 3 tasks (20 tasks: 0.215 -> 0.098); asking for half the first answer's error
+    # leaves a wide margin yet fails a fit that stayed at, or drifted away from, its warm start.
+    assert after <= 0.5 * first
     assert refined.attrs["refined"] == 1 and refined.attrs["first_answer_ms_per_task"] > 0
 
 
@@ -59,12 +58,11 @@ def test_zero_iterations_reproduce_the_warm_start(transcription):
 
     model, tasks, _ = transcription
     first = _quiet_infer(model, tasks)
-    start = refine(model, tasks, first, iterations=0, n_samples=4)
-    # The per-task force interpolates the inducing values with the GP's kernel (lengthscale at its range's centre)
-    # where the amortised mean is the DKLFM's: both smooth on the same grid; 2% of the latent's spread bounds the gap.
+    start = refine(model, tasks, first, iterations=0, gauss_newton_steps=0, n_samples=4)
+    # Equal at the inducing points; between them the per-task force is the GP interpolant of those values, the
+    # amortised mean the DKLFM's own curve: measured 0.0056 apart at most, 1% of the latent's std; 2% is the bound.
     gap = np.abs(start["latent_mean"].values - first["latent_mean"].values).max()
-    print(gap, float(tasks.dataset["f"].std()))
-    assert gap <= 0.02 * float(tasks.dataset["f"].std()) * 10
+    assert gap <= 0.02 * float(tasks.dataset["f"].std())
 
 
 class _Decay(ODESystem):
