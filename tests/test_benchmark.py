@@ -17,8 +17,8 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
     assert {"git_commit", "packages", "command", "date", "device"} <= set(record["header"])
     pairs = {(row["family"], row["method"]) for row in record["rows"]}
     assert pairs == {
-        ("transcription", "dklfm"), ("transcription", "per-task-lfm"), ("transcription", "state-space-lfm"),
-        ("transcription-linear", "dklfm"), ("transcription-linear", "per-task-lfm"), ("transcription-linear", "exact-lfm"),
+        ("transcription", "dklfm"), ("transcription", "dklfm-refined"), ("transcription", "per-task-lfm"), ("transcription", "state-space-lfm"),
+        ("transcription-linear", "dklfm"), ("transcription-linear", "dklfm-refined"), ("transcription-linear", "per-task-lfm"), ("transcription-linear", "exact-lfm"),
         ("transcription-linear", "state-space-lfm"),
         ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"),
         ("lotka-volterra-extrapolation", "dklfm"), ("lotka-volterra-extrapolation", "per-task-lfm"),
