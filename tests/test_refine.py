@@ -101,3 +101,17 @@ def test_reaction_diffusion_says_why_it_cannot_be_refined():
     model = train(tasks, TrainingConfig(epochs=1, batch_size=8, seed=0), SMALL_MODEL)
     with pytest.raises(InvalidInputError, match=r"^Refining does not apply to 'reaction-diffusion': .*space x time PDE.*\.$"):
         model.infer(tasks, refine=True)
+
+
+def test_cli_refine_writes_the_refined_result_and_both_times(tmp_path, capsys):
+    import xarray as xr
+
+    from dklfm_explore.cli import main
+    from dklfm_explore.datasets import pretrained_path
+
+    measurements = tmp_path / "tasks.nc"
+    simulate("transcription", 2, n_points=30, seed=1).save(measurements)
+    assert main(["infer", str(pretrained_path("transcription")), str(measurements), "--out", str(tmp_path / "r.nc"), "--refine"]) == 0
+    assert "first answer" in capsys.readouterr().out
+    with xr.open_dataset(tmp_path / "r.nc") as result:
+        assert result.attrs["refined"] == 1 and "amortised_latent_mean" in result
