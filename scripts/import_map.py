@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("systems",),
     ("spec", "data", "simulate", "metrics", "verdict", "result", "standardise", "ood"),
     ("model",),
-    ("checkpoint", "trained", "sources", "train", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design"),
+    ("checkpoint", "trained", "sources", "train", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design", "refine"),
     ("cli", "ui"),
 )
 """Layers from the bottom up, by the module's path below the package (first segment)."""
