@@ -26,6 +26,8 @@ from .devices import resolve_device
 from .errors import CheckpointError, ExtrapolationWarning, InvalidInputError, NotLearnedWarning
 from .model.dklfm import DKLFM, ModelConfig
 from .ood import annotate as annotate_ood
+from .refine import refinable_system
+from .refine import refine as refine_answer
 from .result import result_dataset, warn_if_not_finite
 from .task_checks import check_observed
 from .standardise import TIME_MAPPINGS, Standardised, TimeMap, check_reach, span_text, standardise, standardise_coords, unstandardise
@@ -116,7 +118,7 @@ class TrainedModel:
         return None if self.verdict is None else self.verdict.learned
 
     def infer(self, tasks: TaskSet, *, time=None, space=None, time_mapping: str = "shift", output_scaling: str = "auto",
-              self_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> xr.Dataset:
+              self_stats: tuple[torch.Tensor, torch.Tensor] | None = None, refine: bool = False) -> xr.Dataset:
         """Infer the latent force (and denoised outputs) of each task from its outputs.
 
         Parameters
@@ -143,6 +145,9 @@ class TrainedModel:
         self_stats : (Tensor, Tensor), optional
             Per-output ``(mean, std)`` ``(output, 1[, 1])`` for ``"self"`` scaling instead of these tasks' own:
             those of a whole file whose tasks are inferred a chunk at a time (:mod:`dklfm_explore.stream`).
+        refine : bool
+            Refine each task's answer by a short per-task LFM fit warm-started from it
+            (:func:`~dklfm_explore.refine.refine`: ODE systems only; seconds instead of milliseconds).
 
         Returns
         -------
@@ -151,14 +156,16 @@ class TrainedModel:
             ``(task, output, [space,] time)``.  Standard deviations are predictive (they include the
             learned noise ``sigma_f``, ``sigma_y``); the latent one is multiplied by ``latent_std_scale``.  attrs: ``infer_ms_per_task``, ``device``,
             ``time_mapping``, ``output_scaling``, ``system``.  With the model's ``ood_reference``, also
-            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).
+            ``ood_score`` and ``out_of_distribution`` ``(task,)`` (:mod:`dklfm_explore.ood`).  With
+            ``refine=True``, the refined posterior in the same format, plus the first answer
+            (:func:`~dklfm_explore.refine.refine`).
 
         Raises
         ------
         InvalidInputError
             Output count or mesh dimension differs from the model's, unknown mapping, an output
             with no observed value in a task, an output beyond 1e150
-            (:func:`~dklfm_explore.standardise.standardise`).
+            (:func:`~dklfm_explore.standardise.standardise`); ``refine=True`` for a system without an ODE right-hand side.
 
         Warns
         -----
@@ -174,6 +181,8 @@ class TrainedModel:
             Naming the variables and tasks of the result that are not finite numbers.
         """
         self._check_tasks(tasks)
+        if refine:
+            refinable_system(self.system_name)
         if self.verdict is not None and not self.verdict.learned:
             warnings.warn(NotLearnedWarning(f"Inferring with a model that {self.verdict.message}."), stacklevel=2)
         output_scaling = self._output_scaling(tasks, output_scaling)
@@ -189,7 +198,10 @@ class TrainedModel:
                  "output_scaling": output_scaling, "system": self.system_name}
         result = result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
         warn_if_not_finite(result, source)
-        return annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
+        result = annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
+        if refine:
+            return refine_answer(self, tasks, result, time=time, time_mapping=time_mapping, output_scaling=output_scaling)
+        return result
 
     def _check_tasks(self, tasks: TaskSet) -> None:
         """Raise InvalidInputError unless ``tasks`` have this model's outputs and mesh dimension."""

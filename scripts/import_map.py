@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("systems",),
     ("spread", "spec", "data", "chunked_netcdf", "simulate", "metrics", "verdict", "result", "standardise", "ood"),
     ("model",),
-    ("task_checks", "checkpoint", "trained", "sources", "distributed", "train", "stream", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design"),
+    ("task_checks", "checkpoint", "trained", "sources", "distributed", "train", "stream", "io", "measurements", "bench", "datasets", "plots", "task_inputs", "design", "refine"),
     ("cli", "ui"),
 )
 """Layers from the bottom up, by the module's path below the package (first segment)."""

@@ -22,6 +22,7 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
         ("transcription-linear", "dklfm"), ("transcription-linear", "per-task-lfm"), ("transcription-linear", "exact-lfm"),
         ("transcription-linear", "state-space-lfm"), ("transcription-linear", "neural-process"),
         ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"), ("reaction-diffusion", "neural-process"),
+        ("transcription", "dklfm-refined"), ("transcription-linear", "dklfm-refined"),
         ("lotka-volterra-extrapolation", "dklfm"), ("lotka-volterra-extrapolation", "per-task-lfm"),
         ("lotka-volterra-extrapolation", "neural-process"), ("lotka-volterra-extrapolation", "state-space-lfm"),
         ("paper-protocol", "dklfm"), ("paper-protocol", "per-task-lfm"),

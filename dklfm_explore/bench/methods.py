@@ -15,7 +15,8 @@ from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "per_task", "exact", "state_space", "neural_process", "throughput"]
+__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "refine_dklfm", "per_task", "exact", "state_space",
+           "neural_process", "throughput"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -56,6 +57,16 @@ def infer_dklfm(model, observed: TaskSet, device, **query) -> tuple[xr.Dataset, 
         _, seconds = timed(lambda: model.infer(observed.isel([k]), **query), device)
         one_by_one.append(seconds)
     return result, batched_s, float(np.mean(one_by_one)), memory.peak_mb
+
+
+def refine_dklfm(model, observed: TaskSet, amortised: xr.Dataset, device, **query):
+    """``(result, seconds, peak_mb)`` of DKLFM's answer refined per task (:func:`~dklfm_explore.refine.refine`);
+    ``seconds`` counts the refinement only (the first answer, ``amortised``, is timed by :func:`infer_dklfm`)."""
+    from ..refine import refine
+
+    with PeakMemory(device) as memory:
+        result, seconds = timed(lambda: refine(model, observed, amortised, **query), device)
+    return result, seconds, memory.peak_mb
 
 
 def per_task(observed: TaskSet, settings: Settings, device, **query):

@@ -27,6 +27,15 @@ def check_targets(rows: list[dict], curve: list[dict]) -> list[dict]:
     d, p = get("transcription", "dklfm", "infer_ms_per_instance"), get("transcription", "per-task-lfm", "infer_ms_per_instance")
     add("transcription: inference >= 1000x faster than per-task LFM", None if None in (d, p) else f"{p / d:.0f}x",
         None if None in (d, p) else p / d >= 1000)
+    for family in ("transcription", "transcription-linear"):
+        r, p = (get(family, method, "latent_mse") for method in ("dklfm-refined", "per-task-lfm"))
+        add(f"{family}: refined latent MSE <= per-task LFM's", None if None in (r, p) else f"{r:.4f} vs {p:.4f}",
+            None if None in (r, p) else r <= p)
+        r, p = (get(family, method, "infer_ms_per_instance") for method in ("dklfm-refined", "per-task-lfm"))
+        add(f"{family}: refined >= 5x faster per task than per-task LFM", None if None in (r, p) else f"{p / r:.1f}x",
+            None if None in (r, p) else p / r >= 5)
+        c = get(family, "dklfm-refined", "coverage95")
+        add(f"{family}: refined 95% coverage in [0.85, 0.99]", None if c is None else f"{c:.3f}", None if c is None else 0.85 <= c <= 0.99)
     for family, slack in (("transcription-linear", 0.05), ("reaction-diffusion", 0.1)):
         d, e = get(family, "dklfm", "latent_mse"), get(family, "exact-lfm", "latent_mse")
         bound = None if None in (d, e) else max(e + slack, 2 * e)

@@ -122,6 +122,7 @@ def per_task_posterior(
     link: Callable[[torch.Tensor], torch.Tensor] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     threads: int | None = 1,
+    initialise: Callable[..., None] | None = None,
 ) -> xr.Dataset:
     """Fit a per-task LFM to every task (independently, batched) and return its posterior.
 
@@ -154,6 +155,11 @@ def per_task_posterior(
         Torch intra-op threads during the call, restored afterwards.  The tensors
         are tiny, so one thread is fastest (measured in ``benchmarks/README.md``);
         ``None`` keeps torch's setting.  The setting is process-wide while the call runs.
+    initialise : callable ``(model, y, observed, mesh, observed_index) -> None``, optional
+        Called, without gradients, before the Adam steps with the constructed :class:`PerTaskLFM`, the
+        outputs ``y (task, output, time)`` (0 where missing), their ``observed`` mask, the fit's solver
+        ``mesh`` and the solver index of each observed time, to set the starting values (a warm start,
+        e.g. from an amortised posterior); default: the prior's centre.
 
     Returns
     -------
@@ -188,7 +194,8 @@ def per_task_posterior(
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        return _fit_and_predict(tasks, system, time, n_inducing, int(iterations), learning_rate, int(n_samples), seed, device, link, progress)
+        return _fit_and_predict(tasks, system, time, n_inducing, int(iterations), learning_rate, int(n_samples), seed, device, link,
+                                progress, initialise)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -214,7 +221,8 @@ def _extension_grid(fit_end: float, end: float, spacing: float) -> torch.Tensor:
     return fit_end + spacing * torch.arange(1, count + 1, dtype=torch.float64)
 
 
-def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate, n_samples, seed, device, link, progress) -> xr.Dataset:
+def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate, n_samples, seed, device, link, progress,
+                     initialise) -> xr.Dataset:
     started = timer.perf_counter()
     prior = force_prior_of(tasks, system)
     y = tasks.y(device=device)
@@ -243,6 +251,10 @@ def _fit_and_predict(tasks, system, time, n_inducing, iterations, learning_rate,
 
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     step, rounds = fit_step(prior), 0
+    if initialise is not None:
+        mesh = _device_mesh(fit_times, step, device)
+        with torch.no_grad():
+            initialise(model, y_filled, observed, mesh, torch.searchsorted(mesh.solver_time, fit_time.to(device)))
     while True:
         mesh = _device_mesh(fit_times, step, device)
         observed_index = torch.searchsorted(mesh.solver_time, fit_time.to(device))
