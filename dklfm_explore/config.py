@@ -40,6 +40,11 @@ class TrainingConfig:
         measured 256 transcription tasks x 20 points: held-out latent MSE 0.26 (standardised) in 80 s).
     learning_rate : float
         Initial Adam learning rate (cosine decay to 10% of it over the step or time budget).
+    embedding_learning_rate_ratio : float
+        The task embedding's learning rate as a fraction of ``learning_rate`` (the kernel, features and
+        noises take the full rate).  A full-rate embedding grows within the first steps until the
+        latent-output cross-covariance underflows and the latent decouples from the outputs; at 0.05
+        every measured seed leaves the prior (``docs/tuning.md``).
     weight_decay : float
         Adam weight decay.
     validation : float
@@ -79,6 +84,7 @@ class TrainingConfig:
     epochs: int = 100
     batch_size: int = 16
     learning_rate: float = 3e-3
+    embedding_learning_rate_ratio: float = 0.05
     weight_decay: float = 0.0
     validation: float = 0.1
     patience: int = 20
@@ -105,6 +111,10 @@ class TrainingConfig:
                 raise InvalidInputError(f"TrainingConfig.{name} must be at least 1 or None, got {getattr(self, name)}.")
         if not self.learning_rate > 0:
             raise InvalidInputError(f"TrainingConfig.learning_rate must be positive, got {self.learning_rate}.")
+        if not 0 < self.embedding_learning_rate_ratio <= 1:
+            raise InvalidInputError(
+                f"TrainingConfig.embedding_learning_rate_ratio must be in (0, 1], got {self.embedding_learning_rate_ratio}."
+            )
         if not 0 <= self.validation < 1:
             raise InvalidInputError(f"TrainingConfig.validation must be a fraction in [0, 1), got {self.validation}.")
         if self.max_seconds is not None and not self.max_seconds > 0:

@@ -365,19 +365,7 @@ class Normaliser:
         if tasks.has_latent:
             f_mean = float(tasks.dataset["f"].mean().values)
             f_std = float(tasks.dataset["f"].std().values)
-        time = tasks.time
-        space = tasks.space
-        return cls(
-            y_mean=tuple(float(v) for v in np.asarray(y_mean)),
-            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in np.asarray(y_std)),
-            f_mean=f_mean,
-            f_std=max(f_std, MIN_STD),
-            time_offset=float(time[0]),
-            time_scale=float(max(time[-1] - time[0], MIN_STD)),
-            space_offset=float(space[0]) if space is not None else 0.0,
-            space_scale=float(max(space[-1] - space[0], MIN_STD)) if space is not None else 1.0,
-            mesh_dims=2 if tasks.is_spatial else 1,
-        )
+        return cls._from_statistics(np.asarray(y_mean), np.asarray(y_std), f_mean, f_std, tasks.time, tasks.space)
 
     @classmethod
     def fit_tensors(cls, y: torch.Tensor, f: torch.Tensor, time: torch.Tensor, space: torch.Tensor | None = None) -> "Normaliser":
@@ -392,9 +380,18 @@ class Normaliser:
         latent = latent[~torch.isnan(latent)]
         f_mean = float(latent.mean()) if latent.numel() else 0.0
         f_std = float(latent.std(correction=0)) if latent.numel() else 1.0
+        return cls._from_statistics(y_mean.tolist(), y_std.tolist(), f_mean, f_std, time, space)
+
+    @classmethod
+    def _from_statistics(cls, y_mean, y_std, f_mean: float, f_std: float, time, space) -> "Normaliser":
+        """The normaliser of per-output ``y_mean``, ``y_std`` ``(output,)``, the latent's ``f_mean``, ``f_std`` and the mesh.
+
+        A std below ``MIN_STD`` is raised to it (a non-finite output std becomes 1);
+        ``time (time,)`` maps to ``[0, 1]``, as ``space (space,)`` (or ``None``) does.
+        """
         return cls(
             y_mean=tuple(float(v) for v in y_mean),
-            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std.tolist()),
+            y_std=tuple(float(max(v, MIN_STD)) if np.isfinite(v) else 1.0 for v in y_std),
             f_mean=f_mean,
             f_std=max(f_std, MIN_STD),
             time_offset=float(time[0]),

@@ -126,13 +126,14 @@ class _State:
         module = self.module
         with torch.no_grad():
             self.embedding = module.embed(inputs.coords, inputs.y)
+            self.periods = module.task_periods(inputs.coords, inputs.y)
             mesh = mesh_points(inputs.coords).to(inputs.y.device)
             observed = ~torch.isnan(inputs.y.reshape(-1))
-            self.observed_features = module._output_features(mesh, self.embedding, 1)[0][observed]
+            self.observed_features = module._output_features(mesh, self.embedding, 1, self.periods)[0][observed]
             n_points = mesh.shape[0]
             output_of = torch.arange(module.config.n_outputs, device=mesh.device).repeat_interleave(n_points)
             self.observed_noise = module.output_noise[output_of[observed]] ** 2
-            self.latent_features = module._latent_features(mesh)[0]
+            self.latent_features = module._latent_features(mesh, self.periods)[0]
         self.variance_unit = model.normaliser.f_std**2 * model.latent_std_scale**2
 
     def default_candidates(self) -> np.ndarray:
@@ -161,7 +162,7 @@ class _State:
     def output_features(self, points: torch.Tensor) -> torch.Tensor:
         """Features of every output at ``points (candidate, mesh_dim)``: Tensor ``(candidate, output, feature)``."""
         with torch.no_grad():
-            phi = self.module._output_features(points, self.embedding, 1)[0]
+            phi = self.module._output_features(points, self.embedding, 1, self.periods)[0]
         n_outputs = self.module.config.n_outputs
         return phi.reshape(n_outputs, points.shape[0], -1).transpose(0, 1)
 

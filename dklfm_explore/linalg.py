@@ -87,32 +87,12 @@ def _jitters(floor: float = JITTER_FLOOR, cap: float = JITTER_CAP) -> list[float
 
 
 def solve_lower(factor: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Solve ``L X = right`` for lower triangular ``L``.
-
-    Parameters
-    ----------
-    factor : Tensor (..., n, n)
-    right : Tensor (..., n, k)
-
-    Returns
-    -------
-    Tensor (..., n, k)
-    """
+    """Solve ``L X = right`` for ``X (..., n, k)``: ``factor`` is the lower triangular ``L (..., n, n)``, ``right (..., n, k)``."""
     return torch.linalg.solve_triangular(factor, right, upper=False)
 
 
 def cholesky_solve(factor: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Solve ``(L L^T) X = right`` given the lower Cholesky factor ``L``.
-
-    Parameters
-    ----------
-    factor : Tensor (..., n, n)
-    right : Tensor (..., n, k)
-
-    Returns
-    -------
-    Tensor (..., n, k)
-    """
+    """Solve ``L L^T X = right`` for ``X (..., n, k)``: ``factor`` is the lower Cholesky factor ``L (..., n, n)``, ``right (..., n, k)``."""
     return torch.cholesky_solve(right, factor, upper=False)
 
 

@@ -25,6 +25,7 @@ import xarray as xr
 from bokeh.models import LogTicker
 
 from .data import TaskSet
+from .metrics import COVERAGE_Z
 
 __all__ = [
     "sample_tasks",
@@ -39,7 +40,7 @@ __all__ = [
     "BAND_Z",
 ]
 
-BAND_Z = 1.959963984540054
+BAND_Z = COVERAGE_Z
 """Half-width of a central 95% Gaussian band in standard deviations."""
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")

@@ -35,7 +35,9 @@ import xarray as xr
 
 from .errors import InvalidInputError, UnknownNameError
 from .model.baselines._common import cholesky
-from .model.baselines.per_task_lfm import PerTaskLFM, _tasks_per_chunk, per_task_posterior
+from .model.baselines._per_task_laplace import _tasks_per_chunk
+from .model.baselines._per_task_model import PerTaskLFM
+from .model.baselines.per_task_lfm import per_task_posterior
 from .systems.base import System, get_system
 from .systems.ode import ODESystem
 

@@ -29,7 +29,8 @@ from .systems.forces import sample_force
 from .systems.mesh import make_mesh
 from .version import package_version
 
-__all__ = ["simulate", "make_mesh", "package_version", "BatchSimulator", "SimulatedTasks", "stream_generator"]
+__all__ = ["simulate", "make_mesh", "package_version", "BatchSimulator", "SimulatedTasks", "stream_generator",
+           "observation_noise_std"]
 
 CHUNK_SEED_STRIDE = 1_000_003
 """Chunk ``k`` of a run with seed ``s`` draws from seed ``s * stride + k``: chunks never share a stream."""
@@ -38,6 +39,27 @@ CHUNK_SEED_STRIDE = 1_000_003
 def stream_generator(seed: int, stream: int) -> torch.Generator:
     """The CPU generator of stream ``stream`` of ``seed`` (chunk ``k`` of :func:`simulate` is stream ``k``)."""
     return torch.Generator().manual_seed(int(seed) * CHUNK_SEED_STRIDE + int(stream))
+
+
+def observation_noise_std(y_clean: torch.Tensor, noise_level: float) -> torch.Tensor:
+    """The simulator's noise rule: ``noise_level`` times each output's std across tasks and mesh.
+
+    Parameters
+    ----------
+    y_clean : Tensor ``(task, output, [space,] time)`` float64
+        Noise-free outputs.
+    noise_level : float
+        Noise std as a fraction of each output's std; an output with a single
+        value has std 1 for this rule.
+
+    Returns
+    -------
+    Tensor ``(output,)`` float64, on the CPU
+    """
+    n_outputs = y_clean.shape[1]
+    per_output = y_clean.transpose(0, 1).reshape(n_outputs, -1)
+    spread = per_output.std(dim=1).cpu() if per_output.shape[1] > 1 else torch.ones(n_outputs, dtype=torch.float64)
+    return noise_level * spread
 
 
 @dataclass
@@ -120,9 +142,7 @@ class BatchSimulator:
         else:
             latent = force[:, mesh.time_index.to(device)]
         if self.noise_std is None:
-            per_output = y_clean.transpose(0, 1).reshape(spec.n_outputs, -1)
-            spread = per_output.std(dim=1).cpu() if per_output.shape[1] > 1 else torch.ones(spec.n_outputs, dtype=torch.float64)
-            self.noise_std = spec.noise_level * spread
+            self.noise_std = observation_noise_std(y_clean, spec.noise_level)
         shape = (1, -1) + (1,) * (y_clean.ndim - 2)
         noise = torch.randn(y_clean.shape, generator=generator, dtype=torch.float64) * self.noise_std.reshape(shape)
         return SimulatedTasks(y=y_clean + noise.to(device), y_clean=y_clean, f=latent, parameters=parameters,

@@ -31,10 +31,12 @@ from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .ood import reference_from_standardised
 from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
+from .metrics import COVERAGE_Z
 from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
 from .sources import TrainingData, spec_source, task_set_source
 from .spec import SimulationSpec
+from .systems import SYSTEMS, get_system
 from .standardise import Standardised, standardise
 from .trained import TrainedModel
 from .verdict import Verdict
@@ -50,8 +52,8 @@ VALIDATION_CHUNK = 256
 """Validation tasks conditioned at once (bounds the memory of the batched Cholesky factors)."""
 CALIBRATION_LEVEL = 0.95
 """Central interval whose held-out coverage the latent-std calibration makes exact."""
-CALIBRATION_Z = 1.959963984540054
-"""Half-width of the central 95% Gaussian interval in standard deviations."""
+PERIOD_BOUND_MARGIN = 1.1
+"""Factor by which the phase input's period search reaches beyond the training tasks' 5th-95th percentile periods."""
 MIN_CALIBRATION = 1e-2
 """Floor of the calibration factor: the std includes sigma_f, so a 100x too wide predictive std is not a case to fit."""
 
@@ -80,6 +82,13 @@ class ValidationScore:
     n_tasks: int
 
 
+def _chunked_posteriors(model: DKLFM, data: Standardised):
+    """Yield ``(f, posterior)`` for each chunk of ``VALIDATION_CHUNK`` tasks of ``data`` (the caller holds ``torch.no_grad()``)."""
+    for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
+        chunk = slice(start, start + VALIDATION_CHUNK)
+        yield data.f[chunk], model.posterior(data.coords, data.y[chunk])
+
+
 def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None = None):
     """Per task: summed squared latent error, summed squared prior-mean error, observed count, points covered.
 
@@ -87,16 +96,14 @@ def _per_task_errors(model: DKLFM, data: Standardised, std_scale: float | None =
     """
     squared, prior, count, covered = [], [], [], []
     with torch.no_grad():
-        for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
-            f = data.f[start : start + VALIDATION_CHUNK]
-            post = model.posterior(data.coords, data.y[start : start + VALIDATION_CHUNK])
+        for f, post in _chunked_posteriors(model, data):
             keep = ~torch.isnan(f)
             error = torch.where(keep, post.latent_mean - f, torch.zeros_like(f)).flatten(1)
             squared.append(error.pow(2).sum(1).to(torch.float64).cpu())
             prior.append(torch.where(keep, f, torch.zeros_like(f)).flatten(1).pow(2).sum(1).to(torch.float64).cpu())
             count.append(keep.flatten(1).sum(1).cpu())
             if std_scale is not None:
-                inside = (error.abs() <= CALIBRATION_Z * std_scale * post.latent_var.sqrt().flatten(1)) & keep.flatten(1)
+                inside = (error.abs() <= COVERAGE_Z * std_scale * post.latent_var.sqrt().flatten(1)) & keep.flatten(1)
                 covered.append(inside.sum(1).cpu())
     joined = [torch.cat(parts) for parts in (squared, prior, count)]
     return (*joined, torch.cat(covered) if covered else None)
@@ -148,15 +155,13 @@ def latent_std_calibration(model: DKLFM, data: Standardised) -> float:
     """
     scores = []
     with torch.no_grad():
-        for start in range(0, data.y.shape[0], VALIDATION_CHUNK):
-            f = data.f[start : start + VALIDATION_CHUNK]
-            post = model.posterior(data.coords, data.y[start : start + VALIDATION_CHUNK])
+        for f, post in _chunked_posteriors(model, data):
             keep = ~torch.isnan(f)
             scores.append(((post.latent_mean - f).abs() / post.latent_var.sqrt())[keep])
     z = torch.cat(scores)
     if z.numel() == 0:
         return 1.0
-    return max(float(torch.quantile(z, CALIBRATION_LEVEL)) / CALIBRATION_Z, MIN_CALIBRATION)
+    return max(float(torch.quantile(z, CALIBRATION_LEVEL)) / COVERAGE_Z, MIN_CALIBRATION)
 
 
 def initialise_model(model_config: ModelConfig, config: TrainingConfig, coords: tuple[torch.Tensor, ...], device) -> DKLFM:
@@ -171,10 +176,33 @@ def initialise_model(model_config: ModelConfig, config: TrainingConfig, coords: 
     return model
 
 
+def fit_period_bounds(model: DKLFM, coords: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+    """Bound the phase input's period search by the periods of the tasks ``y (task, output, time)``.
+
+    The 5th and 95th percentiles, widened by :data:`PERIOD_BOUND_MARGIN`: a task of the training
+    distribution is searched near its period, away from the aliases at half and twice it.
+    """
+    periods = model.task_periods(coords, y)
+    low, high = torch.quantile(periods, torch.tensor([0.05, 0.95], dtype=periods.dtype, device=periods.device)).tolist()
+    model.set_period_bounds(low / PERIOD_BOUND_MARGIN, high * PERIOD_BOUND_MARGIN)
+
+
 def batch_loss(model: DKLFM, coords: tuple[torch.Tensor, ...], y: torch.Tensor, f: torch.Tensor,
                points: torch.Tensor | None) -> torch.Tensor:
     """The training loss of one batch ``y (task, output, *mesh)``, ``f (task, *mesh)`` on the mesh points ``points`` (None = all)."""
     return model.loss(coords, y, f, points)
+
+
+def make_optimiser(model: DKLFM, config: TrainingConfig) -> torch.optim.Adam:
+    """Adam over two parameter groups: the task embedding at ``embedding_learning_rate_ratio`` of the rate, the rest at the full rate."""
+    embedding = [p for name, p in model.named_parameters() if name.startswith("embedding.")]
+    rest = [p for name, p in model.named_parameters() if not name.startswith("embedding.")]
+    groups = [{"params": rest, "lr_ratio": 1.0}]
+    if embedding:
+        groups.append({"params": embedding, "lr_ratio": config.embedding_learning_rate_ratio})
+    for group in groups:
+        group["lr"] = config.learning_rate * group["lr_ratio"]
+    return torch.optim.Adam(groups, weight_decay=config.weight_decay)
 
 
 def optimiser_step(model: DKLFM, optimiser: torch.optim.Optimizer, loss: torch.Tensor, gradient_clip: float) -> None:
@@ -247,6 +275,8 @@ def train(
         data = task_set_source(tasks, config, validation_tasks, device)
     model_config = _complete(model_config, data)
     model = initialise_model(model_config, config, data.coords, device)
+    if model.phase and data.validation is not None:
+        fit_period_bounds(model, data.coords, data.validation.y)
     model, run, history, (reason, message), epoch = _optimise(model, data, config, device, progress, cancel)
 
     model.load_state_dict(run.best_state)
@@ -277,7 +307,7 @@ def train(
 
 def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, progress, cancel):
     """The epoch loop: steps, validation, model selection, stopping.  Returns the model, run state, history, stop and last epoch."""
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = make_optimiser(model, config)
     total_steps = config.epochs * data.source.steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -362,11 +392,20 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
 def _complete(model_config: ModelConfig | None, data: TrainingData) -> ModelConfig:
     """Fill ``n_outputs`` and ``input_dim`` from the data and check given values against it."""
     model_config = model_config or ModelConfig()
+    if model_config.time_input is None:
+        model_config = replace(model_config, time_input="phase" if _periodic_force(data) else "time")
     if model_config.n_outputs is not None and model_config.n_outputs != data.n_outputs:
         raise InvalidInputError(f"ModelConfig.n_outputs is {model_config.n_outputs} but the tasks have {data.n_outputs} outputs.")
     if model_config.input_dim is not None and model_config.input_dim != data.input_dim:
         raise InvalidInputError(f"ModelConfig.input_dim is {model_config.input_dim} but the tasks' mesh has {data.input_dim} dimension(s).")
     return replace(model_config, n_outputs=data.n_outputs, input_dim=data.input_dim).validate()
+
+
+def _periodic_force(data: TrainingData) -> bool:
+    """Whether the tasks' system is registered with a periodic force prior on a time-only mesh."""
+    if data.input_dim != 1 or data.system_name not in SYSTEMS:
+        return False
+    return get_system(data.system_name).force_prior.kernel == "periodic"
 
 
 def _subset(n_mesh: int, max_points: int | None, generator: torch.Generator, device) -> torch.Tensor | None:
@@ -389,7 +428,7 @@ def _set_learning_rate(optimiser: torch.optim.Optimizer, config: TrainingConfig,
     floor = FINAL_LEARNING_RATE_RATIO * config.learning_rate
     rate = floor + 0.5 * (config.learning_rate - floor) * (1.0 + math.cos(math.pi * progress))
     for group in optimiser.param_groups:
-        group["lr"] = rate
+        group["lr"] = rate * group.get("lr_ratio", 1.0)
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -17,11 +17,13 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
     assert {"git_commit", "packages", "command", "date", "device"} <= set(record["header"])
     pairs = {(row["family"], row["method"]) for row in record["rows"]}
     assert pairs == {
-        ("transcription", "dklfm"), ("transcription", "dklfm-refined"), ("transcription", "per-task-lfm"), ("transcription", "state-space-lfm"),
-        ("transcription-linear", "dklfm"), ("transcription-linear", "dklfm-refined"), ("transcription-linear", "per-task-lfm"), ("transcription-linear", "exact-lfm"),
-        ("transcription-linear", "state-space-lfm"),
-        ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"),
+        ("transcription", "dklfm"), ("transcription", "dklfm-refined"), ("transcription", "per-task-lfm"),
+        ("transcription", "state-space-lfm"), ("transcription", "neural-process"),
+        ("transcription-linear", "dklfm"), ("transcription-linear", "dklfm-refined"), ("transcription-linear", "per-task-lfm"),
+        ("transcription-linear", "exact-lfm"), ("transcription-linear", "state-space-lfm"), ("transcription-linear", "neural-process"),
+        ("reaction-diffusion", "dklfm"), ("reaction-diffusion", "exact-lfm"), ("reaction-diffusion", "neural-process"),
         ("lotka-volterra-extrapolation", "dklfm"), ("lotka-volterra-extrapolation", "per-task-lfm"),
+        ("lotka-volterra-extrapolation", "neural-process"), ("lotka-volterra-extrapolation", "state-space-lfm"),
         ("paper-protocol", "dklfm"), ("paper-protocol", "per-task-lfm"),
     }
     assert {row["family"] for row in record["rows"]} == set(FAMILIES)
@@ -35,12 +37,16 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
         # independent draws, so its coverage is 0.95 +- 3 x 0.073 (binomial SE at n=9); measured 0.87, 0.95.
         assert row["latent_mse"] < 0.5, row["family"]
         assert row["coverage95"] > 0.95 - 3 * 0.073, row["family"]
+    for row in (row for row in record["rows"] if row["method"] == "neural-process"):
+        assert row["n_train"] == 24 and row["train_s"] > 0, row["family"]
+        assert record["timings"][f"{row['family']}/neural-process"]["train_steps"] == 100 * 2, row["family"]
+    assert "PDE" in record["timings"]["reaction-diffusion/state-space-lfm"]["absent"]
     speed = record["timings"]["transcription/throughput"]
     assert speed["tasks"] == 64 and speed["matrix_size"] == 5 * 10
     assert speed["tasks_per_s"] == pytest.approx(64 / speed["infer_s"]) and speed["floor_s"] > 0
     assert len(record["learning_curve"]) == 2
     table = (tmp_path / "quick.md").read_text()
-    assert "| transcription | dklfm |" in table and "## Targets" in table
+    assert "| transcription | dklfm |" in table and "## Targets" in table and "## Rows not run" in table
     assert payload["rows"] == record["rows"]
 
 

@@ -6,7 +6,7 @@ import torch
 
 from dklfm_explore.data import TaskSet
 from dklfm_explore.errors import InvalidInputError
-from dklfm_explore.model.baselines import per_task_lfm, per_task_posterior
+from dklfm_explore.model.baselines import _per_task_laplace, _per_task_model, per_task_lfm, per_task_posterior
 from dklfm_explore.simulate import simulate
 from dklfm_explore.systems import get_system
 
@@ -138,7 +138,7 @@ def test_lotka_volterra_fit_uses_the_rule_step_and_matches_a_fine_step_fit(lotka
 def test_laplace_chunks_do_not_change_the_result(lotka_volterra_extrapolation, monkeypatch):
     observed, query = lotka_volterra_extrapolation
     whole = per_task_posterior(observed, time=query, iterations=3, n_samples=8)
-    monkeypatch.setattr(per_task_lfm, "LAPLACE_CHUNK_BYTES", 1)  # one task a chunk
+    monkeypatch.setattr(_per_task_laplace, "LAPLACE_CHUNK_BYTES", 1)  # one task a chunk
     chunked = per_task_posterior(observed, time=query, iterations=3, n_samples=8)
     for name in ("latent_mean", "latent_std", "output_mean", "output_std"):
         assert np.allclose(whole[name].values, chunked[name].values, rtol=1e-10, atol=1e-12), name
@@ -152,8 +152,8 @@ def test_inducing_extension_is_the_conditional_of_the_fitted_grid():
     assert torch.allclose(extension, torch.tensor([8.25, 8.5, 8.75, 9.0, 9.25], dtype=torch.float64))
     with torch.no_grad():
         factor = model.inducing_factor()
-        joint_time, joint = per_task_lfm._joint_inducing(model, factor, extension)
+        joint_time, joint = _per_task_laplace._joint_inducing(model, factor, extension)
         covariance = model.kernel(joint_time, joint_time)
     assert torch.equal(joint[:, :33, :33], factor) and torch.all(joint[:, :33, 33:] == 0)
-    jitter = per_task_lfm.INDUCING_JITTER * system.force_prior.variance
+    jitter = _per_task_model.INDUCING_JITTER * system.force_prior.variance
     assert (joint @ joint.transpose(-1, -2) - covariance).abs().max() <= 2 * jitter

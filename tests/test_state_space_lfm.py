@@ -115,6 +115,25 @@ def test_fit_raises_the_marginal_likelihood_and_stays_in_the_ranges():
     assert get_baseline("state-space-lfm") is state_space_posterior
 
 
+@pytest.mark.parametrize("name", ["transcription", "transcription-linear", "lotka-volterra"])
+def test_closed_form_jacobian_equals_autodiff_of_the_rhs(name):
+    from dklfm_explore.model.baselines.per_task_lfm import _link_for
+    from dklfm_explore.model.baselines.state_space_lfm import _Drift
+    from dklfm_explore.systems import get_system
+
+    system, n_tasks, generator = get_system(name), 3, torch.Generator().manual_seed(2)
+    n_states = system.n_states(2 if name.startswith("transcription") else 1)
+    parameters = {spec.name: 0.5 + torch.rand((n_tasks, n_states) if spec.per_output else (n_tasks,), generator=generator,
+                                             dtype=torch.float64) for spec in system.parameters}
+    F, _, _ = matern_state_space(1.5, torch.full((n_tasks,), 1.3, dtype=torch.float64), torch.ones(n_tasks, dtype=torch.float64))
+    drift = _Drift(system, _link_for(system), parameters, F, torch.full((n_tasks,), 0.2, dtype=torch.float64), n_states)
+    x = torch.randn(n_tasks, n_states + 2, generator=generator, dtype=torch.float64)
+    assert drift.closed_form is not None
+    full = torch.autograd.functional.jacobian(lambda state: drift(0.0, state), x)
+    autodiff = torch.stack([full[k, :, k] for k in range(n_tasks)])
+    torch.testing.assert_close(drift.jacobian(0.0, x), autodiff, rtol=1e-12, atol=1e-12)
+
+
 def test_bad_input_is_refused_with_one_sentence(tasks):
     with pytest.raises(InvalidInputError, match="Matern order"):
         state_space_posterior(tasks, nu=0.5, iterations=0)

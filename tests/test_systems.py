@@ -13,6 +13,7 @@ from dklfm_explore.systems import (
     ForcePrior,
     ODESystem,
     ParameterSpec,
+    System,
     get_system,
     register_system,
     sample_force,
@@ -247,3 +248,22 @@ def test_a_force_kernel_nobody_implements_is_an_error_not_an_rbf():
     times = torch.linspace(0, 1, 4, dtype=torch.float64)
     with pytest.raises(UnknownNameError, match="matern"):
         prior_covariance(prior, times, times, {"force_lengthscale": torch.ones(2, dtype=torch.float64)})
+
+
+def test_each_system_links_a_gp_value_to_its_force():
+    value = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
+    assert torch.equal(get_system("lotka-volterra").link(value), torch.exp(value))
+    assert torch.equal(get_system("transcription").link(value), torch.nn.functional.softplus(value))
+    assert torch.equal(get_system("transcription-linear").link(value), value)
+    assert type(get_system("reaction-diffusion")).link is System.link
+
+
+def test_periodic_series_coefficients_are_the_scaled_bessel_functions():
+    from dklfm_explore.systems.forces import _scaled_bessel_series
+
+    z = torch.tensor([0.5, 1.56, 10.0, 100.0], dtype=torch.float64)
+    coefficients = _scaled_bessel_series(z, 300)
+    # k(0) = v: the series' coefficients sum to 1; the first two are i0e and 2 i1e in closed form
+    assert torch.allclose(coefficients.sum(1), torch.ones_like(z), atol=1e-12)
+    assert torch.allclose(coefficients[:, 0], torch.special.i0e(z), rtol=1e-10)
+    assert torch.allclose(coefficients[:, 1], 2 * torch.special.i1e(z), rtol=1e-10)

@@ -4,15 +4,18 @@
     python -m dklfm_explore.bench ...        # the same; python -m benchmarks.harness from a checkout too
 
 Families:
-  transcription            softplus transcription, 5 genes: DKLFM on 256 tasks vs per-task and state-space LFMs,
-                           20 test tasks
+  transcription            softplus transcription, 5 genes: DKLFM trained on fresh simulated tasks (8 min) vs a
+                           neural process trained on as many tasks of the same simulator in the same budget, and
+                           the per-task and state-space LFMs, 20 test tasks
   transcription-linear     the same with G = identity, plus the exact LFM with the true parameters
-  reaction-diffusion       DKLFM trained on 500 tasks on 21x21; 20 test tasks observed on 21x21, latent
-                           inferred on 40x40 (super-resolution); exact LFM on the same
-  lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]
+  reaction-diffusion       DKLFM trained on fresh tasks on 21x21; 20 test tasks observed on 21x21, latent
+                           inferred on 40x40 (super-resolution); the neural process and the exact LFM on the same
+  lotka-volterra-extrapolation  trained on [0, T]; the latent over [0, 2T] inferred from outputs on [0, T]; the
+                           neural process, per-task and state-space LFMs on the same
   paper-protocol           the paper's Table 1 as the authors' code simulated it (PROTOCOL.md 1.1): 256 noise-free
                            tasks on 10 times, 9 condition, MSE in the data's units; DKLFM and per-task LFM
-  learning-curve           test latent MSE of DKLFM against the number of training tasks (32 ... 1024)
+  learning-curve           test latent MSE of DKLFM against the number of fixed training tasks (32 ... 1024),
+                           then fresh tasks at every step, each in the same wall-clock budget
 
 Metrics (except paper-protocol's, in the data's units as the paper reports them) are in standardised units: each test task's latent (outputs) divided by the *training set's*
 latent (per-output) standard deviation; outputs are scored against the noise-free simulation.
@@ -62,11 +65,16 @@ def score(family, method, result, truth: TaskSet, scales, n_train, device, train
     return {key: row[key] for key in ROW_KEYS}
 
 
+def _training_source(train_tasks: TaskSet, settings: Settings):
+    """What DKLFM trains on: fresh tasks from the spec that made ``train_tasks`` (``settings.stream``), or ``train_tasks``."""
+    return train_tasks.spec if settings.stream else train_tasks
+
+
 def _dklfm_row(family, train_tasks, observed, truth, scales, settings, device, timings, with_model=False, **query):
-    model, train_s, train_mem = methods.train_dklfm(train_tasks, settings, device)
+    model, train_s, train_mem = methods.train_dklfm(_training_source(train_tasks, settings), settings, device)
     result, batched_s, single_s, infer_mem = methods.infer_dklfm(model, observed, device, **query)
     timings[f"{family}/dklfm"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s}
-    row = score(family, "dklfm", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s,
+    row = score(family, "dklfm", result, truth, scales, methods.tasks_trained_on(model), device, train_s, batched_s,
                 max(train_mem, infer_mem))
     return (row, model, result, batched_s) if with_model else row
 
@@ -91,6 +99,21 @@ def _state_space_row(family, observed, truth, scales, settings, device, timings,
     return score(family, "state-space-lfm", result, truth, scales, 0, device, None, seconds, memory)
 
 
+def _neural_process_row(family, train_tasks, observed, truth, scales, settings, device, timings, dklfm_tasks, **query) -> dict:
+    """The neural process trained on the same simulator as DKLFM: as many fresh tasks as DKLFM saw (``settings.stream``), or its task set."""
+    if settings.stream:
+        train_tasks = simulate(train_tasks.spec, max(int(dklfm_tasks), 1), device=device)
+    result, train_s, steps, batched_s, single_s, memory = methods.neural_process(train_tasks, observed, settings, device, **query)
+    timings[f"{family}/neural-process"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s,
+                                           "train_steps": steps}
+    return score(family, "neural-process", result, truth, scales, train_tasks.n_tasks, device, train_s, batched_s, memory)
+
+
+def _absent(family, method, reason, timings) -> None:
+    timings[f"{family}/{method}"] = {"absent": reason}
+    print(f"{family}: no {method} row: {reason}", flush=True)
+
+
 def _exact_row(family, observed, truth, scales, device, timings, **query) -> dict:
     result, seconds, memory = methods.exact(observed, device, **query)
     timings[f"{family}/exact-lfm"] = {"batched_ms": 1000 * seconds / observed.n_tasks}
@@ -107,6 +130,7 @@ def run_ode_family(family: str, settings: Settings, device, timings: dict) -> li
     if family == "transcription":
         timings["transcription/throughput"] = methods.throughput(model, settings, device)
     rows = [dklfm, _refined_row(family, model, amortised, first_s, dklfm["n_train"], test_tasks, test_tasks, scales, device, timings),
+            _neural_process_row(family, train_tasks, test_tasks, test_tasks, scales, settings, device, timings, dklfm["n_train"]),
             _per_task_row(family, test_tasks, test_tasks, scales, settings, device, timings),
             _state_space_row(family, test_tasks, test_tasks, scales, settings, device, timings)]
     if family == "transcription-linear":
@@ -126,7 +150,9 @@ def run_reaction_diffusion(settings: Settings, device, timings: dict) -> list[di
     fine = test_union.select_mesh(time=fine_t, space=fine_x)
     scales = methods.scales(train_tasks)
     query = {"space": fine.dataset["space"].values, "time": fine.dataset["time"].values}
-    return [_dklfm_row(family, train_tasks, observed, fine, scales, settings, device, timings, **query),
+    _absent(family, "state-space-lfm", "the state-space LFM covers ODE systems; reaction-diffusion is a PDE", timings)
+    dklfm = _dklfm_row(family, train_tasks, observed, fine, scales, settings, device, timings, **query)
+    return [dklfm, _neural_process_row(family, train_tasks, observed, fine, scales, settings, device, timings, dklfm["n_train"], **query),
             _exact_row(family, observed, fine, scales, device, timings, **query)]
 
 
@@ -142,16 +168,18 @@ def run_lotka_volterra(settings: Settings, device, timings: dict) -> list[dict]:
     observed = test_full.window(t_max=end)
     scales = methods.scales(train_tasks)
     query = {"time": test_full.dataset["time"].values}
-    model, train_s, train_mem = methods.train_dklfm(train_tasks, settings, device)
+    model, train_s, train_mem = methods.train_dklfm(_training_source(train_tasks, settings), settings, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result, batched_s, single_s, infer_mem = methods.infer_dklfm(model, observed, device, **query)
         full_result = model.infer(test_full)
-    rows = [score(family, "dklfm", result, test_full, scales, settings.n_train, device, train_s, batched_s,
+    rows = [score(family, "dklfm", result, test_full, scales, methods.tasks_trained_on(model), device, train_s, batched_s,
                   max(train_mem, infer_mem))]
     timings[f"{family}/dklfm"] = {"batched_ms": 1000 * batched_s / observed.n_tasks, "one_at_a_time_ms": 1000 * single_s}
     timings[f"{family}/dklfm-observed-on-0-2T"] = latent_metrics(full_result, test_full.dataset["f"], scales[0])
+    rows.append(_neural_process_row(family, train_tasks, observed, test_full, scales, settings, device, timings, rows[0]["n_train"], **query))
     rows.append(_per_task_row(family, observed, test_full, scales, settings, device, timings, **query))
+    rows.append(_state_space_row(family, observed, test_full, scales, settings, device, timings, **query))
     return rows
 
 
@@ -166,12 +194,14 @@ def run_paper_protocol(settings: Settings, device, timings: dict) -> list[dict]:
     query = {"time": test_tasks.dataset["time"].values}
     timings[f"{family}/paper-table-1"] = {f"{method}_{key}": value for method, values in PAPER_REFERENCE.items()
                                           for key, value in values.items()}
-    return [_dklfm_row(family, train_tasks, observed, test_tasks, raw_units, settings, device, timings, **query),
+    fixed = dataclasses.replace(settings, stream=False)
+    return [_dklfm_row(family, train_tasks, observed, test_tasks, raw_units, fixed, device, timings, **query),
             _per_task_row(family, observed, test_tasks, raw_units, settings, device, timings, **query)]
 
 
 def run_learning_curve(settings: Settings, device) -> list[dict]:
-    """Test latent MSE of DKLFM on the same test tasks for growing training sets (the paper's Figure 5)."""
+    """Test latent MSE of DKLFM on the same test tasks for growing fixed training sets (the paper's Figure 5),
+    then for fresh simulated tasks at every step within the same wall-clock budget."""
     largest = max(settings.learning_curve)
     pool = simulate("transcription", largest, n_points=settings.n_points, seed=TRAIN_SEED, device=device)
     test_tasks = simulate("transcription", settings.n_test, n_points=settings.n_points, seed=TEST_SEED, device=device)
@@ -182,6 +212,10 @@ def run_learning_curve(settings: Settings, device) -> list[dict]:
         result = model.infer(test_tasks)
         scores = latent_metrics(result, test_tasks.dataset["f"], methods.scales(train_tasks)[0])
         points.append({"n_train": size, "latent_mse": scores["latent_mse"], "coverage95": scores["coverage95"], "train_s": train_s})
+    model, train_s, _ = methods.train_dklfm(pool.spec, settings, device, seconds=settings.learning_curve_seconds)
+    scores = latent_metrics(model.infer(test_tasks), test_tasks.dataset["f"], methods.scales(pool)[0])
+    points.append({"n_train": methods.tasks_trained_on(model), "latent_mse": scores["latent_mse"],
+                   "coverage95": scores["coverage95"], "train_s": train_s, "streamed": True})
     return points
 
 

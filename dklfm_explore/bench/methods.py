@@ -15,7 +15,8 @@ from ..data import TaskSet
 from .measure import PeakMemory, timed
 from .settings import TRAIN_SEED, Settings
 
-__all__ = ["scales", "train_dklfm", "infer_dklfm", "refine_dklfm", "per_task", "exact", "state_space", "throughput"]
+__all__ = ["scales", "train_dklfm", "tasks_trained_on", "infer_dklfm", "refine_dklfm", "per_task", "exact", "state_space", "neural_process",
+           "throughput"]
 
 
 def scales(train: TaskSet) -> tuple[float, np.ndarray]:
@@ -24,15 +25,26 @@ def scales(train: TaskSet) -> tuple[float, np.ndarray]:
     return float(train.dataset["f"].std()), train.dataset["y_clean"].std(reduce).values
 
 
-def train_dklfm(train_tasks: TaskSet, settings: Settings, device, seconds=None, model_config=None):
-    """``(model, train_s, peak_mb)`` of DKLFM trained on ``train_tasks`` within the settings' budget."""
+def train_dklfm(source, settings: Settings, device, seconds=None, model_config=None):
+    """``(model, train_s, peak_mb)`` of DKLFM trained within the settings' budget.
+
+    ``source`` is a fixed ``TaskSet`` or a ``SimulationSpec`` to draw fresh tasks from at every step.
+    """
     from ..train import TrainingConfig, train
 
     config = TrainingConfig(epochs=settings.epochs, max_seconds=seconds or settings.max_train_seconds,
                             seed=TRAIN_SEED, device=str(device))
     with PeakMemory(device) as memory:
-        model, train_s = timed(lambda: train(train_tasks, config=config, model_config=model_config), device)
+        model, train_s = timed(lambda: train(source, config=config, model_config=model_config), device)
     return model, train_s, memory.peak_mb
+
+
+def tasks_trained_on(model) -> int:
+    """How many tasks ``model`` was trained on: the task set's size, or the fresh tasks drawn from a spec."""
+    provenance = model.provenance or {}
+    if provenance.get("source") == "spec":
+        return int(provenance.get("tasks_seen", 0))
+    return int(provenance.get("training_tasks", 0)) + int(provenance.get("validation_tasks", 0))
 
 
 def infer_dklfm(model, observed: TaskSet, device, **query) -> tuple[xr.Dataset, float, float, float]:
@@ -84,6 +96,23 @@ def state_space(observed: TaskSet, settings: Settings, device, **query):
     with PeakMemory(device) as memory:
         result, seconds = timed(lambda: state_space_posterior(observed, device=device, **options, **query), device)
     return result, seconds, memory.peak_mb
+
+
+def neural_process(train_tasks: TaskSet, observed: TaskSet, settings: Settings, device, **query):
+    """``(result, train_s, steps, batched_s, one-at-a-time s, peak_mb)`` of a transformer neural process meta-trained
+    on DKLFM's training tasks with DKLFM's batch size and budget (see ``Settings.neural_process_epochs``)."""
+    from ..config import TrainingConfig
+    from ..model.baselines import train_neural_process
+
+    if settings.neural_process_epochs is None:
+        budget = {"epochs": settings.epochs, "max_seconds": settings.max_train_seconds}
+    else:
+        budget = {"epochs": settings.neural_process_epochs}
+    with PeakMemory(device) as memory:
+        model, train_s = timed(lambda: train_neural_process(train_tasks, batch_size=TrainingConfig.batch_size, seed=TRAIN_SEED,
+                                                            device=device, **budget), device)
+        result, batched_s, single_s, _ = infer_dklfm(model, observed, device, **query)
+    return result, train_s, model.steps, batched_s, single_s, memory.peak_mb
 
 
 def throughput(model, settings: Settings, device) -> dict:

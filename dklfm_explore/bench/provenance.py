@@ -18,7 +18,7 @@ _CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS = (_CHECKOUT if (_CHECKOUT / "benchmarks").is_dir() else Path.cwd()) / "benchmarks" / "results"
 """Where results go: ``benchmarks/results`` of the checkout the package runs from, else of the working directory."""
 
-PACKAGES = ("dklfm-explore", "torch", "torchdiffeq", "neuraloperator", "neuralprocesses", "numpy", "xarray")
+PACKAGES = ("dklfm-explore", "torch", "torchdiffeq", "neuraloperator", "numpy", "xarray")
 
 
 def git_commit() -> str:

@@ -72,6 +72,9 @@ def render_markdown(payload: dict) -> str:
     for key, value in payload["timings"].items():
         if "batched_ms" in value:
             lines.append(f"| {key} | {value['batched_ms']:.2f} | {fmt(value.get('one_at_a_time_ms'), '.2f')} |")
+    absent = {key: value["absent"] for key, value in payload["timings"].items() if "absent" in value}
+    if absent:
+        lines += ["", "## Rows not run", ""] + [f"- {key}: {reason}" for key, reason in absent.items()]
     speed = payload["timings"].get("transcription/throughput")
     if speed:
         lines += ["", f"## Throughput: {speed['tasks']} transcription tasks batched ({speed['dtype']})", "",
@@ -79,7 +82,8 @@ def render_markdown(payload: dict) -> str:
                   f"| {speed['tasks_per_s']:.0f} | {speed['floor_tasks_per_s']:.0f} | {speed['ratio_to_floor']:.1f}x |"]
     if payload["learning_curve"]:
         lines += ["", "## Learning curve (transcription, same test tasks)", "", "| n_train | latent MSE | 95% coverage | train s |", "|---|---|---|---|"]
-        lines += [f"| {p['n_train']} | {p['latent_mse']:.4f} | {p['coverage95']:.3f} | {p['train_s']:.1f} |" for p in payload["learning_curve"]]
+        lines += [f"| {'streamed: ' if p.get('streamed') else ''}{p['n_train']} | {p['latent_mse']:.4f} | {p['coverage95']:.3f} | {p['train_s']:.1f} |"
+                  for p in payload["learning_curve"]]
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for t in payload["targets"]:
         lines.append(f"| {t['target']} | {t['measured'] or 'not run'} | {'yes' if t['met'] else ('NO' if t['met'] is False else '–')} |")

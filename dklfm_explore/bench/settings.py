@@ -14,7 +14,12 @@ TRAIN_SEED, TEST_SEED = 0, 1
 
 @dataclass
 class Settings:
-    """Sizes of one benchmark run; ``quick_settings()`` shrinks everything for a CPU smoke test."""
+    """Sizes of one benchmark run; ``quick_settings()`` shrinks everything for a CPU smoke test.
+
+    With ``stream`` (default) DKLFM trains on fresh tasks drawn from each family's simulation spec at every
+    step, within ``max_train_seconds``; ``n_train`` / ``n_train_rd`` then size only the reference set that
+    fixes the units.  The paper-protocol row always trains on its ``n_train_paper`` fixed tasks.
+    """
 
     n_train: int = 256
     n_train_rd: int = 500
@@ -28,13 +33,18 @@ class Settings:
     max_train_seconds: float = 480.0
     per_task_iterations: int | None = None
     state_space_iterations: int | None = None
+    neural_process_epochs: int | None = None
+    """Passes of the neural process over DKLFM's training tasks, its only budget; None: DKLFM's ``epochs`` within
+    ``max_train_seconds`` (the full run's parity; the quick run's 20 s would cut a contended CPU's run short at random)."""
     throughput_tasks: int = 10_000
     learning_curve: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)
     learning_curve_seconds: float = 240.0
+    stream: bool = True
     quick: bool = False
 
     @classmethod
     def quick_settings(cls) -> "Settings":
         return cls(n_train=24, n_train_rd=24, n_train_paper=24, n_test=3, n_points=10, lv_points=16, rd_train_grid=(9, 9),
-                   rd_test_grid=(12, 12), epochs=2, max_train_seconds=20.0, per_task_iterations=20, state_space_iterations=5, throughput_tasks=64,
+                   rd_test_grid=(12, 12), epochs=2, max_train_seconds=20.0, per_task_iterations=20, state_space_iterations=5, neural_process_epochs=100,
+                   throughput_tasks=64,
                    learning_curve=(8, 16), learning_curve_seconds=10.0, quick=True)

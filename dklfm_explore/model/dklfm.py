@@ -20,6 +20,7 @@ order of the data: ``(time,)`` or ``(space, time)``; a bare 1-D tensor means
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from ..config import config_from_dict
 from ..errors import InvalidInputError, UnknownNameError
 from .embedding import TaskEmbedding
+from .period import estimate_periods
 from .kernel import BASE_KERNELS, MIN_LENGTHSCALE, FeatureMap, IdentityFeatures, inverse_softplus, make_base_kernel, positive
 from ..linalg import LOG_2PI, cholesky, gaussian_log_density, solve_lower
 
@@ -87,6 +89,13 @@ class ModelConfig:
     latent_weight : float
         Weight of the latent term of the loss (each term is already divided by its number of points).
         20: measured (docs/tuning.md) 0.25 vs 0.32 held-out latent MSE at weight 5 in 120 s on transcription.
+    time_input : {"time", "phase"} or None
+        What the feature MLP sees of time.  ``"time"``: time itself.  ``"phase"``: each task's phase
+        ``(cos, sin)(2 pi t / p)``, ``p`` that task's period estimated from its observed outputs
+        (:func:`~dklfm_explore.model.period.estimate_periods`): a kernel periodic in time with a period of
+        its own per task, so features beyond the training window repeat those inside it instead of
+        saturating (for systems whose force is periodic; time-only meshes).  ``None``: ``"phase"`` when
+        the system's force prior is periodic, else ``"time"`` (decided by :func:`~dklfm_explore.train.train`).
     use_embedding : bool
         Feed the FNO embedding to the kernel (off = one kernel shared by all outputs).
     identity_features : bool
@@ -109,6 +118,7 @@ class ModelConfig:
     initial_noise: float = 0.1
     initial_latent_noise: float = 1.0
     latent_weight: float = 20.0
+    time_input: str | None = None
     use_embedding: bool = True
     identity_features: bool = False
 
@@ -126,6 +136,10 @@ class ModelConfig:
         for name in ("initial_lengthscale", "initial_period", "initial_noise", "initial_latent_noise", "latent_weight"):
             if not float(getattr(self, name)) > 0:
                 raise InvalidInputError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}.")
+        if self.time_input not in (None, "time", "phase"):
+            raise UnknownNameError("time input", self.time_input, ("time", "phase"))
+        if self.time_input == "phase" and self.input_dim != 1:
+            raise InvalidInputError("ModelConfig.time_input='phase' needs a time-only mesh (input_dim 1).")
         if self.relative_lengthscale is not None and not float(self.relative_lengthscale) > 0:
             raise InvalidInputError(f"ModelConfig.relative_lengthscale must be positive or None, got {self.relative_lengthscale}.")
         for name in ("initial_noise", "initial_latent_noise"):
@@ -180,6 +194,11 @@ def mesh_points(coords: Coords) -> torch.Tensor:
     return torch.stack([g.reshape(-1) for g in grids], dim=-1)
 
 
+def _rows(features: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
+    """``features (1 or task, point, feature)`` for the tasks ``tasks``: shared features as they are, per-task ones picked."""
+    return features if features.shape[0] == 1 else features[tasks]
+
+
 def _as_coords(x) -> Coords:
     if isinstance(x, torch.Tensor):
         return (x,)
@@ -211,7 +230,8 @@ class DKLFM(nn.Module):
             if config.use_embedding
             else None
         )
-        in_features = mesh_dims + (config.embedding_dim if config.use_embedding else 0)
+        self.phase = config.time_input == "phase"
+        in_features = mesh_dims + int(self.phase) + (config.embedding_dim if config.use_embedding else 0)
         self.features = (
             IdentityFeatures()
             if config.identity_features
@@ -225,6 +245,31 @@ class DKLFM(nn.Module):
         self.output_mean = nn.Parameter(torch.zeros(config.n_outputs, dtype=torch.float64))
         self.raw_output_noise = nn.Parameter(torch.full((config.n_outputs,), raw_noise, dtype=torch.float64))
         self.raw_latent_noise = nn.Parameter(torch.tensor(inverse_softplus(config.initial_latent_noise, MIN_NOISE_STD), dtype=torch.float64))
+        self.register_buffer("period_bounds", torch.tensor([math.nan, math.nan], dtype=torch.float64))
+
+    def set_period_bounds(self, low: float, high: float) -> None:
+        """Shortest and longest period the phase input searches (normalised time units)."""
+        self.period_bounds.copy_(torch.tensor([low, high], dtype=torch.float64))
+
+    def task_periods(self, x, y: torch.Tensor) -> torch.Tensor | None:
+        """Each task's period ``Tensor (task,)`` from ``y (task, output, time)`` for the phase input, else None."""
+        if not self.phase:
+            return None
+        bounds = None if torch.isnan(self.period_bounds).any() else tuple(float(v) for v in self.period_bounds)
+        with torch.no_grad():
+            return estimate_periods(_as_coords(x)[-1].to(y.device), y, bounds)
+
+    def _inputs(self, points: torch.Tensor, periods: torch.Tensor | None) -> torch.Tensor:
+        """What the MLP sees of the mesh: ``points (point, dim)`` as ``(1, point, dim)``, or each task's phase ``(task, point, 2)``."""
+        if periods is None:
+            return points[None]
+        angle = 2.0 * math.pi * points[None, :, -1] / periods.to(points)[:, None]
+        return torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`; weights saved before ``period_bounds`` existed load with it unset."""
+        if "period_bounds" not in state_dict:
+            state_dict = {**state_dict, "period_bounds": torch.full((2,), math.nan, dtype=torch.float64)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def state_dict(self, *args, **kwargs):
         """The weights only: drops the ``_metadata`` entry neuralop's FNO adds (its constructor arguments,
@@ -249,30 +294,33 @@ class DKLFM(nn.Module):
             return None
         return self.embedding(y, _as_coords(x))
 
-    def _output_features(self, points: torch.Tensor, embedding: torch.Tensor | None, n_tasks: int) -> torch.Tensor:
+    def _output_features(self, points: torch.Tensor, embedding: torch.Tensor | None, n_tasks: int,
+                         periods: torch.Tensor | None = None) -> torch.Tensor:
         """Features of output points ``z = x (+) e_p``: Tensor ``(task, output * point, feature)``, output-major."""
         n_points = points.shape[0]
         n_outputs = self.config.n_outputs
-        x = points.expand(n_tasks, n_outputs, n_points, points.shape[-1])
+        inputs = self._inputs(points, periods)
+        x = inputs[:, None].expand(n_tasks, n_outputs, n_points, inputs.shape[-1])
         if embedding is not None:
             e = embedding.to(points.dtype)[:, :, None, :].expand(n_tasks, n_outputs, n_points, embedding.shape[-1])
             x = torch.cat([x, e], dim=-1)
         return self.features(x.reshape(n_tasks, n_outputs * n_points, -1))
 
-    def _latent_features(self, points: torch.Tensor) -> torch.Tensor:
-        """Features of latent points ``z = x (+) 0``: Tensor ``(1, point, feature)``."""
-        z = points
+    def _latent_features(self, points: torch.Tensor, periods: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of latent points ``z = x (+) 0``: Tensor ``(1, point, feature)``, or ``(task, point, feature)`` with the phase input."""
+        z = self._inputs(points, periods)
         if self.embedding is not None:
-            z = torch.cat([points, points.new_zeros(points.shape[0], self.config.embedding_dim)], dim=-1)
-        return self.features(z[None])
+            z = torch.cat([z, z.new_zeros(*z.shape[:-1], self.config.embedding_dim)], dim=-1)
+        return self.features(z)
 
     def latent_feature_span(self, x, max_points: int = 512) -> float:
         """Largest distance between latent features ``NN(x (+) 0)`` over the mesh ``x`` (at most ``max_points`` of it, evenly strided)."""
         points = mesh_points(_as_coords(x))
         stride = max(1, -(-points.shape[0] // max_points))
-        points = torch.cat([points[::stride], points[-1:]])
+        points = torch.cat([points[::stride], points[-1:]]).to(self.latent_mean.device)
+        periods = (points[-1:, -1] - points[:1, -1]) if self.phase else None
         with torch.no_grad():
-            phi = self._latent_features(points.to(self.latent_mean.device))[0]
+            phi = self._latent_features(points, periods)[0]
             return float(torch.cdist(phi, phi).max())
 
     def set_lengthscale(self, value: float) -> None:
@@ -288,18 +336,21 @@ class DKLFM(nn.Module):
                 f"`y` has shape {tuple(y.shape)} but the model needs (task, {self.config.n_outputs} outputs, mesh {shape})."
             )
 
-    def _condition(self, x: Coords, y: torch.Tensor, embedding: torch.Tensor | None = None):
+    def _condition(self, x: Coords, y: torch.Tensor, embedding: torch.Tensor | None = None, periods: torch.Tensor | None = None):
         """Shared part of the loss and the conditionals: features, and the Cholesky factor per mask group.
 
         Yields ``(task_index, observed_index, factor, whitened_residual, output_features)`` per group of
         tasks with the same set of observed points; ``factor (group, n, n)`` is ``chol(K_yy + sigma_y^2 I)``.
-        ``embedding`` (default: embed ``y``) lets the loss embed the full curves but condition on a subset.
+        ``embedding`` (default: embed ``y``) and ``periods`` (default: from ``y``) let the loss embed the full
+        curves but condition on a subset.
         """
         n_tasks = y.shape[0]
         points = mesh_points(x).to(y.device)
         if embedding is None:
             embedding = self.embed(x, y)
-        phi_y = self._output_features(points, embedding, n_tasks)
+        if periods is None:
+            periods = self.task_periods(x, y)
+        phi_y = self._output_features(points, embedding, n_tasks, periods)
         flat = y.reshape(n_tasks, -1)
         observed = ~torch.isnan(flat)
         n_points = points.shape[0]
@@ -353,18 +404,19 @@ class DKLFM(nn.Module):
         self._check(x, y)
         n_tasks = y.shape[0]
         embedding = self.embed(x, y)
+        periods = self.task_periods(x, y)
         if points is not None:
             keep = torch.zeros(y.shape[2:].numel(), dtype=torch.bool, device=y.device)
             keep[points] = True
             y = torch.where(keep.reshape(y.shape[2:]), y, torch.full_like(y, float("nan")))
             f = torch.where(keep.reshape(f.shape[1:]), f, torch.full_like(f, float("nan")))
         points = mesh_points(x).to(y.device)
-        phi_h = self._latent_features(points)
+        phi_h = self._latent_features(points, periods)
         f_flat = f.reshape(n_tasks, -1)
         latent_terms = y.new_zeros(n_tasks)
         output_terms = y.new_zeros(n_tasks)
         f_observed = ~torch.isnan(f_flat)
-        for tasks, index, factor, whitened, phi in self._condition(x, y, embedding):
+        for tasks, index, factor, whitened, phi in self._condition(x, y, embedding, periods):
             n_obs = index.numel()
             log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
             log_y = -0.5 * whitened.squeeze(-1).pow(2).sum(-1) - log_det_half - 0.5 * n_obs * LOG_2PI
@@ -375,7 +427,7 @@ class DKLFM(nn.Module):
                 latent_index = torch.nonzero(f_mask).squeeze(-1)
                 if latent_index.numel() == 0:
                     continue
-                phi_latent = phi_h[:, latent_index]
+                phi_latent = _rows(phi_h, tasks[members])[:, latent_index]
                 cross = solve_lower(factor[members], self.kernel(phi[members], phi_latent))
                 mean = self.latent_mean + (cross.transpose(-1, -2) @ whitened[members]).squeeze(-1)
                 covariance = self.kernel(phi_latent, phi_latent) - cross.transpose(-1, -2) @ cross
@@ -419,8 +471,9 @@ class DKLFM(nn.Module):
         query_points = mesh_points(x_query).to(y_obs.device)
         query_shape = tuple(c.numel() for c in x_query)
         n_query = query_points.shape[0]
-        phi_h = self._latent_features(query_points)
-        phi_q = self._output_features(query_points, self.embed(x_obs, y_obs), n_tasks)
+        embedding, periods = self.embed(x_obs, y_obs), self.task_periods(x_obs, y_obs)
+        phi_h = self._latent_features(query_points, periods)
+        phi_q = self._output_features(query_points, embedding, n_tasks, periods)
         latent_noise = self.latent_noise**2 if include_noise else 0.0
         output_noise = (self.output_noise**2).repeat_interleave(n_query) if include_noise else 0.0
         new = y_obs.new_zeros
@@ -429,16 +482,17 @@ class DKLFM(nn.Module):
         latent_cov = new(n_tasks, n_query, n_query) if full_cov else None
         output_cov = new(n_tasks, n_outputs * n_query, n_outputs * n_query) if full_cov else None
         output_prior_mean = self.output_mean.repeat_interleave(n_query)
-        for tasks, _, factor, whitened, phi in self._condition(x_obs, y_obs):
-            cross_h = solve_lower(factor, self.kernel(phi, phi_h))
+        for tasks, _, factor, whitened, phi in self._condition(x_obs, y_obs, embedding, periods):
+            phi_ht = _rows(phi_h, tasks)
+            cross_h = solve_lower(factor, self.kernel(phi, phi_ht))
             cross_y = solve_lower(factor, self.kernel(phi, phi_q[tasks]))
             latent_mean[tasks] = self.latent_mean + (cross_h.transpose(-1, -2) @ whitened).squeeze(-1)
             output_mean[tasks] = output_prior_mean + (cross_y.transpose(-1, -2) @ whitened).squeeze(-1)
-            latent_var[tasks] = self.kernel.diag(phi_h).expand(len(tasks), -1) - cross_h.pow(2).sum(-2) + latent_noise
+            latent_var[tasks] = self.kernel.diag(phi_ht).expand(len(tasks), -1) - cross_h.pow(2).sum(-2) + latent_noise
             output_var[tasks] = self.kernel.diag(phi_q[tasks]) - cross_y.pow(2).sum(-2) + output_noise
             if full_cov:
                 eye_h = torch.eye(n_query, dtype=factor.dtype, device=factor.device)
-                latent_cov[tasks] = self.kernel(phi_h, phi_h) - cross_h.transpose(-1, -2) @ cross_h + latent_noise * eye_h
+                latent_cov[tasks] = self.kernel(phi_ht, phi_ht) - cross_h.transpose(-1, -2) @ cross_h + latent_noise * eye_h
                 output_cov[tasks] = (
                     self.kernel(phi_q[tasks], phi_q[tasks]) - cross_y.transpose(-1, -2) @ cross_y
                     + output_noise * torch.eye(n_outputs * n_query, dtype=factor.dtype, device=factor.device)

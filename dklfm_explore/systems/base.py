@@ -282,6 +282,22 @@ class System:
         """
         return draw
 
+    def link(self, value: torch.Tensor) -> torch.Tensor:
+        """Map an unconstrained Gaussian-process value to the force, elementwise (default: identity).
+
+        The baselines model the force as ``link(g)`` with ``g`` a GP, so a system
+        whose force must keep a sign says so here (``exp`` for a positive predator).
+
+        Parameters
+        ----------
+        value : Tensor ``(...)``
+
+        Returns
+        -------
+        Tensor ``(...)``, the same shape, dtype and device
+        """
+        return value
+
     def solve(self, mesh: "Mesh", force: torch.Tensor, parameters: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Solve the system for a batch of tasks.
 

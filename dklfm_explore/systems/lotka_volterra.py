@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..quadrature import trapezoid_mean
 from .base import ForcePrior, ParameterSpec, register_system
 from .ode import ODESystem
 
@@ -57,20 +58,16 @@ class LotkaVolterra(ODESystem):
             inside = (time[None, :] - time[0]) <= period
             weights = torch.where(covers & inside, 1.0, torch.where(covers, 0.0, 1.0)).to(draw)
         growth = torch.exp(draw)
-        mean_growth = _trapezoid_mean(growth, time, weights)
+        mean_growth = trapezoid_mean(growth, time, weights)
         ratio = (parameters["growth_rate"] / parameters["predation_rate"]).to(draw)
         return ratio[:, None] * growth / mean_growth[:, None]
+
+    def link(self, value: torch.Tensor) -> torch.Tensor:
+        """``exp``: a predator population is positive."""
+        return torch.exp(value)
 
     def rhs(self, t, state, force, parameters):
         return state * (parameters["growth_rate"][:, None] - parameters["predation_rate"][:, None] * force[:, None])
 
     def initial_state(self, parameters, n_tasks, n_states, like):
         return parameters["initial_prey"].to(like)[:, None]
-
-
-def _trapezoid_mean(values: torch.Tensor, time: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values (task, time)`` over the part of ``time`` where ``weights`` is 1, by the trapezoidal rule."""
-    step = (time[1:] - time[:-1])[None]
-    inside = weights[:, 1:] * weights[:, :-1]
-    area = (0.5 * (values[:, 1:] + values[:, :-1]) * step * inside).sum(-1)
-    return area / (step * inside).sum(-1)

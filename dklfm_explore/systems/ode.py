@@ -8,6 +8,7 @@ import torch
 from torchdiffeq import odeint
 
 from ..errors import InvalidInputError
+from ..quadrature import interpolate_linear
 from .base import Force, Mesh, System
 
 __all__ = ["ODESystem", "PiecewiseLinearForce"]
@@ -28,11 +29,7 @@ class PiecewiseLinearForce:
 
     def __call__(self, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=self.time.dtype, device=self.time.device)
-        right = torch.searchsorted(self.time, t.reshape(1)).clamp(1, self.time.numel() - 1)[0]
-        left = right - 1
-        width = self.time[right] - self.time[left]
-        weight = ((t - self.time[left]) / width).clamp(0.0, 1.0)
-        return self.values[:, left] * (1 - weight) + self.values[:, right] * weight
+        return interpolate_linear(self.values, self.time, t.reshape(1))[..., 0]
 
 
 class _RightHandSide(torch.nn.Module):

@@ -9,6 +9,7 @@ import torch
 from torchdiffeq import odeint
 
 from ..errors import InvalidInputError
+from ..quadrature import interpolate_linear, trapezoid_weights
 from .base import ForcePrior, Mesh, ParameterSpec, System, register_system
 
 __all__ = ["ReactionDiffusion", "sine_modes", "SERIES_TERMS_PER_POINT"]
@@ -73,7 +74,7 @@ class ReactionDiffusion(System):
         n_modes = max(1, int(SERIES_TERMS_PER_POINT * space.numel()))
         wave = sine_modes(n_modes, force)
         basis = torch.sin(space[:, None] * wave[None, :])
-        weights = _trapezoid_weights(space)
+        weights = trapezoid_weights(space)
         project = 2.0 * weights[:, None] * basis
         force_modes = torch.einsum("bxt,xm->bmt", force, project)
         sensitivity, decay, diffusion = (parameters[k].to(force)[:, None] for k in ("sensitivity", "decay_rate", "diffusion"))
@@ -123,9 +124,7 @@ class ReactionDiffusion(System):
         )
 
         def rhs(t, state):
-            right = torch.searchsorted(time, t.reshape(1)).clamp(1, time.numel() - 1)[0]
-            weight = ((t - time[right - 1]) / (time[right] - time[right - 1])).clamp(0, 1)
-            production = interior[..., right - 1] * (1 - weight) + interior[..., right] * weight
+            production = interpolate_linear(interior, time, t.reshape(1))[..., 0]
             padded = torch.nn.functional.pad(state, (1, 1))
             laplacian = (padded[:, 2:] - 2 * state + padded[:, :-2]) / dx**2
             return sensitivity * production - decay * state + diffusion * laplacian
@@ -141,11 +140,3 @@ def _check_force(mesh: Mesh, force: torch.Tensor) -> None:
     if force.ndim != 3 or tuple(force.shape[1:]) != expected:
         raise InvalidInputError(f"force has shape {tuple(force.shape)} but needs (task, {expected[0]}, {expected[1]}).")
 
-
-def _trapezoid_weights(grid: torch.Tensor) -> torch.Tensor:
-    """Trapezoidal quadrature weights ``(point,)`` on a sorted grid."""
-    step = grid[1:] - grid[:-1]
-    weights = torch.zeros_like(grid)
-    weights[:-1] += 0.5 * step
-    weights[1:] += 0.5 * step
-    return weights

@@ -85,12 +85,12 @@ class Transcription(ODESystem):
     latent_unit = "activity (a.u.)"
     latent_name = "transcription factor activity"
 
-    def activation(self, force: torch.Tensor) -> torch.Tensor:
-        """The response ``G`` of transcription to the factor."""
-        return softplus(force)
+    def link(self, value: torch.Tensor) -> torch.Tensor:
+        """The response ``G = softplus`` of transcription to the factor."""
+        return softplus(value)
 
     def latent_force(self, draw, parameters, mesh, hyper):
-        return self.activation(draw)
+        return self.link(draw)
 
     def rhs(self, t, state, force, parameters: Mapping[str, torch.Tensor]):
         return parameters["basal_rate"] + parameters["sensitivity"] * force[:, None] - parameters["decay_rate"] * state
@@ -115,5 +115,6 @@ class LinearTranscription(Transcription):
         "posterior, the accuracy ceiling for every other method."
     )
 
-    def activation(self, force: torch.Tensor) -> torch.Tensor:
-        return force
+    def link(self, value: torch.Tensor) -> torch.Tensor:
+        """``G = identity``."""
+        return value

@@ -15,6 +15,7 @@ import param
 from .. import plots
 from ..data import TaskSet
 from ..metrics import latent_metrics, task_latent_mse
+from ..model.baselines import EXACT_SYSTEMS
 from ..errors import ExtrapolationWarning
 from .base import BackgroundJob, Section
 from .session import Session, simulate_spec
@@ -45,7 +46,7 @@ def timed_infer(model, tasks: TaskSet, repeats: int = TIMING_REPEATS, **query):
         times.append((clock.perf_counter() - started) * 1e3 / tasks.n_tasks)
     return result, first, statistics.median(times)
 
-EXACT_BASELINE_SYSTEMS = ("transcription-linear", "reaction-diffusion")
+EXACT_BASELINE_SYSTEMS = EXACT_SYSTEMS
 """Systems whose latent force model is linear, so the exact LFM posterior exists; the others get the per-task LFM."""
 
 

@@ -8,6 +8,10 @@
   the ODE's state, an extended Kalman filter and RTS smoother in one linear-time pass,
   hyperparameters by the filter's marginal likelihood per task.
 
+Amortised like DKLFM, so not a per-task baseline of :data:`BASELINES`:
+:func:`train_neural_process` meta-trains a transformer neural process on simulated
+tasks; its :meth:`NeuralProcess.infer` returns the same format.
+
 Both take a :class:`~dklfm_explore.data.TaskSet` and optional query ``time`` /
 ``space`` and return the DKLFM's ``infer`` format: ``latent_mean``,
 ``latent_std`` ``(task, [space,] time)``, ``output_mean``, ``output_std``
@@ -20,6 +24,7 @@ import xarray as xr
 
 from ...errors import UnknownNameError
 from .exact_linear_lfm import EXACT_SYSTEMS, SineBasis, exact_posterior
+from .neural_process import NeuralProcess, train_neural_process
 from .per_task_lfm import PerTaskLFM, per_task_posterior
 from .state_space_lfm import state_space_posterior
 
@@ -30,6 +35,8 @@ __all__ = [
     "per_task_posterior",
     "state_space_posterior",
     "PerTaskLFM",
+    "NeuralProcess",
+    "train_neural_process",
     "EXACT_SYSTEMS",
     "SineBasis",
 ]

@@ -58,11 +58,12 @@ import xarray as xr
 from ...data import TaskSet
 from ...devices import resolve_device
 from ...errors import InvalidInputError
+from ...linalg import cholesky_solve
 from ...systems.base import System, get_system
 from ...systems.ode import ODESystem
+from ...systems.lotka_volterra import LotkaVolterra
 from ...systems.transcription import Transcription
 from ._common import check_observed, cholesky, force_prior_of, query_axis, result_dataset, start_time_of, system_of
-from .per_task_lfm import _identity, _link_for
 
 __all__ = ["state_space_posterior", "matern_state_space", "kalman_smoother", "DEFAULT_ITERATIONS", "MATERN_ORDERS"]
 
@@ -115,11 +116,15 @@ def matern_state_space(nu: float, lengthscale: torch.Tensor, variance: torch.Ten
 
 
 class _Drift:
-    """Drift ``a(x)`` of the joint state ``x = (y, x_f)`` ``(task, S + m)`` and its Jacobian ``(task, S + m, S + m)``."""
+    """Drift ``a(x)`` of the joint state ``x = (y, x_f)`` ``(task, S + m)`` and its Jacobian ``(task, S + m, S + m)``.
+
+    The Jacobian is in closed form for transcription (``rhs`` linear in the state) and Lotka-Volterra
+    (``u (alpha - beta f)``), else by forward-mode autodiff of the system's ``rhs``.
+    """
 
     def __init__(self, system: ODESystem, link, parameters: dict, F: torch.Tensor, mean: torch.Tensor, n_states: int):
         self.system, self.link, self.parameters, self.F, self.mean, self.S = system, link, parameters, F, mean, n_states
-        self.linear_in_state = type(system).rhs is Transcription.rhs
+        self.closed_form = type(system).rhs if type(system).rhs in (Transcription.rhs, LotkaVolterra.rhs) else None
 
     def __call__(self, t, x: torch.Tensor) -> torch.Tensor:
         y, xf = x[:, : self.S], x[:, self.S:]
@@ -129,17 +134,22 @@ class _Drift:
 
     def jacobian(self, t, x: torch.Tensor) -> torch.Tensor:
         n_tasks, n = x.shape
-        if self.linear_in_state:
-            g = self.mean + x[:, self.S]
-            slope = torch.func.jvp(self.link, (g,), (torch.ones_like(g),))[1]
-            top = torch.zeros(n_tasks, self.S, n, dtype=x.dtype, device=x.device)
-            top = top + torch.cat([torch.diag_embed(-self.parameters["decay_rate"].expand(n_tasks, self.S)),
-                                   (self.parameters["sensitivity"].expand(n_tasks, self.S) * slope[:, None])[..., None],
-                                   x.new_zeros(n_tasks, self.S, n - self.S - 1)], -1)
-        else:
-            top = self._generic_jacobian(t, x)
+        top = self._closed_form_jacobian(x) if self.closed_form is not None else self._generic_jacobian(t, x)
         bottom = torch.cat([x.new_zeros(n_tasks, n - self.S, self.S), self.F], -1)
         return torch.cat([top, bottom], -2)
+
+    def _closed_form_jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        n_tasks, n = x.shape
+        g = self.mean + x[:, self.S]
+        force, slope = torch.func.jvp(self.link, (g,), (torch.ones_like(g),))
+        if self.closed_form is Transcription.rhs:
+            by_state = -self.parameters["decay_rate"].expand(n_tasks, self.S)
+            by_force = self.parameters["sensitivity"].expand(n_tasks, self.S) * slope[:, None]
+        else:
+            growth, predation = self.parameters["growth_rate"][:, None], self.parameters["predation_rate"][:, None]
+            by_state = (growth - predation * force[:, None]).expand(n_tasks, self.S)
+            by_force = -predation * x[:, : self.S] * slope[:, None]
+        return torch.cat([torch.diag_embed(by_state), by_force[..., None], x.new_zeros(n_tasks, self.S, n - self.S - 1)], -1)
 
     def _generic_jacobian(self, t, x: torch.Tensor) -> torch.Tensor:
         def single(x_one, parameters, mean):
@@ -209,8 +219,8 @@ def kalman_smoother(drift: _Drift, times: torch.Tensor, z: torch.Tensor, H: torc
             innovation = torch.where(observed, z[..., k], torch.zeros_like(z[..., k])) - (Hm @ m[..., None])[..., 0]
             S = Hm @ P @ Hm.transpose(-1, -2) + torch.diag_embed(noise_var * mask + (1 - mask))
             factor = cholesky(_symmetric(S))
-            gain_t = torch.cholesky_solve(Hm @ P, factor)
-            weights = torch.cholesky_solve(innovation[..., None], factor)[..., 0]
+            gain_t = cholesky_solve(factor, Hm @ P)
+            weights = cholesky_solve(factor, innovation[..., None])[..., 0]
             log_likelihood = log_likelihood - 0.5 * ((innovation * weights).sum(-1)
                                                      + 2 * (factor.diagonal(dim1=-2, dim2=-1).log() * mask).sum(-1)
                                                      + mask.sum(-1) * math.log(2 * math.pi))
@@ -240,13 +250,14 @@ def _unbounded(value: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> to
     return torch.log(p) - torch.log1p(-p)
 
 
-def _link_moments(link, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if link is _identity:
+def _link_moments(system: System, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of ``system.link(g)``, ``g ~ N(mean, var)``: exact for the default identity link, else by Gauss-Hermite."""
+    if type(system).link is System.link:
         return mean, var
     nodes, weights = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)
     nodes = torch.as_tensor(nodes, dtype=mean.dtype, device=mean.device)
     weights = torch.as_tensor(weights / weights.sum(), dtype=mean.dtype, device=mean.device)
-    values = link(mean[..., None] + var.clamp_min(0).sqrt()[..., None] * nodes)
+    values = system.link(mean[..., None] + var.clamp_min(0).sqrt()[..., None] * nodes)
     first = (weights * values).sum(-1)
     return first, ((weights * values**2).sum(-1) - first**2).clamp_min(0)
 
@@ -368,13 +379,12 @@ def state_space_posterior(
         shape = (n_tasks, n_outputs) if spec.per_output else (n_tasks,)
         bounds[name] = (low.expand(shape), high.expand(shape))
         kinetics[name] = per_task(given.get(name), 0.5 * (low + high), name, shape)
-    link = _link_for(system)
 
     def run(kinetic, lengthscale_, variance_, mean_, noise_, smooth):
         F, q, P_inf = matern_state_space(nu, lengthscale_, variance_)
         m_f = P_inf.shape[-1]
         n = n_states + m_f
-        drift = _Drift(system, link, kinetic, F, mean_, n_states)
+        drift = _Drift(system, system.link, kinetic, F, mean_, n_states)
         y0 = system.initial_state(kinetic, n_tasks, n_states, y).to(dtype)
         m0 = torch.cat([y0, y0.new_zeros(n_tasks, m_f)], -1)
         P0 = y0.new_zeros(n_tasks, n, n)
@@ -412,7 +422,7 @@ def state_space_posterior(
         log_likelihood, m_s, P_s = run(kinetics, lengthscale, variance, mean, noise, smooth=True)
     m_q, P_q = m_s[:, query_index], P_s[:, query_index]
     g_mean, g_var = mean[:, None] + m_q[..., n_states], P_q[..., n_states, n_states]
-    latent_mean, latent_var = _link_moments(link, g_mean, g_var)
+    latent_mean, latent_var = _link_moments(system, g_mean, g_var)
     m_y, P_y = m_q[..., :n_states], P_q[..., :n_states, :n_states]
     output_mean = (H @ m_y[..., None])[..., 0].transpose(1, 2)
     output_var = (H @ P_y @ H.T).diagonal(dim1=-2, dim2=-1).transpose(1, 2)
