@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--time-mapping", choices=("shift", "scale", "none"), default="shift",
                        help="how the measured time axis maps onto the training window (default: shift)")
     infer.add_argument("--refine", action="store_true",
-                       help="refine each task by a short per-task LFM fit from the first answer (ODE systems; seconds a task)")
+                       help="refine each task by a short per-task LFM fit from the first answer (ODE systems; seconds a task; "
+                            "the task set is read whole, not streamed)")
     infer.add_argument("--device", default="auto")
 
     design = commands.add_parser("design", help="rank where one more measurement would shrink the latent force's uncertainty most")
@@ -314,7 +315,7 @@ def _infer(args) -> None:
     model = load_model(args.model, device=args.device)
     system = SYSTEMS.get(model.system_name)
     aliases = system.output_aliases if system is not None else None
-    if args.out.suffix == ".nc" and _is_netcdf_file(args.measurements):
+    if args.out.suffix == ".nc" and _is_netcdf_file(args.measurements) and not args.refine:
         return _infer_streamed(args, model, aliases)
     tasks = load_measurements(
         args.measurements, expected_outputs=list(model.output_names), outputs_in_order=args.outputs_in_order,
