@@ -117,7 +117,6 @@ def test_fit_raises_the_marginal_likelihood_and_stays_in_the_ranges():
 
 @pytest.mark.parametrize("name", ["transcription", "transcription-linear", "lotka-volterra"])
 def test_closed_form_jacobian_equals_autodiff_of_the_rhs(name):
-    from dklfm_explore.model.baselines.per_task_lfm import _link_for
     from dklfm_explore.model.baselines.state_space_lfm import _Drift
     from dklfm_explore.systems import get_system
 
@@ -126,7 +125,7 @@ def test_closed_form_jacobian_equals_autodiff_of_the_rhs(name):
     parameters = {spec.name: 0.5 + torch.rand((n_tasks, n_states) if spec.per_output else (n_tasks,), generator=generator,
                                              dtype=torch.float64) for spec in system.parameters}
     F, _, _ = matern_state_space(1.5, torch.full((n_tasks,), 1.3, dtype=torch.float64), torch.ones(n_tasks, dtype=torch.float64))
-    drift = _Drift(system, _link_for(system), parameters, F, torch.full((n_tasks,), 0.2, dtype=torch.float64), n_states)
+    drift = _Drift(system, system.link, parameters, F, torch.full((n_tasks,), 0.2, dtype=torch.float64), n_states)
     x = torch.randn(n_tasks, n_states + 2, generator=generator, dtype=torch.float64)
     assert drift.closed_form is not None
     full = torch.autograd.functional.jacobian(lambda state: drift(0.0, state), x)
