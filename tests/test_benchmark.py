@@ -45,7 +45,9 @@ def test_quick_run_writes_the_record_other_tools_read(tmp_path):
     speed = record["timings"]["transcription/throughput"]
     assert speed["tasks"] == 64 and speed["matrix_size"] == 5 * 10
     assert speed["tasks_per_s"] == pytest.approx(64 / speed["infer_s"]) and speed["floor_s"] > 0
-    assert len(record["learning_curve"]) == 2
+    fixed, streamed = record["learning_curve"][:-1], record["learning_curve"][-1]
+    assert [point["n_train"] for point in fixed] == [8, 16] and not any(point.get("streamed") for point in fixed)
+    assert streamed["streamed"] is True and streamed["n_train"] > 16
     table = (tmp_path / "quick.md").read_text()
     assert "| transcription | dklfm |" in table and "## Targets" in table and "## Rows not run" in table
     assert payload["rows"] == record["rows"]
