@@ -16,6 +16,8 @@ LOAD_TIMEOUT_MS = 60_000
 """First page load: imports before the page answers, then the preview, default task set and model once connected."""
 TRAIN_TIMEOUT_MS = 90_000
 """Two epochs on 27 tiny tasks; the limit only stops a hung test."""
+STEP_TIMEOUT_MS = 60_000
+"""One step of a user path (a plot, a message): on 2 CI cores loaded by the server's own training, 20-30 s was seen to run out."""
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -46,11 +48,11 @@ TITLES = {"transcription": "Transcriptional regulation.", "transcription-linear"
 
 def generate(page, system, n_tasks):
     page.locator("select").first.select_option(system)
-    expect(page.get_by_text(TITLES[system])).to_be_visible(timeout=20_000)
+    expect(page.get_by_text(TITLES[system])).to_be_visible(timeout=STEP_TIMEOUT_MS)
     set_number(page, "number of tasks", n_tasks)
     tab(page, "Task set")
     page.get_by_role("button", name="Generate task set").click()
-    expect(page.get_by_text(f"Generated {n_tasks} tasks of {system}")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"Generated {n_tasks} tasks of {system}")).to_be_visible(timeout=STEP_TIMEOUT_MS)
 
 
 def set_number(page, label, value, attempts=20):
@@ -89,7 +91,7 @@ def test_generate_train_and_infer(app):
     expect(app.get_by_text("The new model is in use: the previous one is for transcription.")).to_be_visible()
     app.screenshot(path=str(SHOTS / "training.png"), full_page=True)
     tab(app, "Inference")
-    expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     expect(app.locator(".bk-Canvas canvas").last).to_be_visible()
     app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "inference.png"), full_page=True)
@@ -103,21 +105,21 @@ def test_upload_good_then_bad_csv(app, tmp_path):
     tab(app, "Your data")
     upload = app.locator('input[type="file"][accept=".csv,.nc"]')
     upload.set_input_files(good)
-    expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=20_000)
-    expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.wait_for_timeout(1000)
     app.screenshot(path=str(SHOTS / "your_data.png"), full_page=True)
     upload.set_input_files(bad)
-    expect(app.get_by_text("Replace example.csv and its results with bad.csv?")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Replace example.csv and its results with bad.csv?")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.get_by_role("button", name="Replace", exact=True).click()
-    expect(app.get_by_text("bad.csv has no 'time' column")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("bad.csv has no 'time' column")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.screenshot(path=str(SHOTS / "bad_upload.png"), full_page=True)
     upload.set_input_files(good)
-    expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=20_000)
-    expect(app.get_by_text("ms per series")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Read example.csv: 2 series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     tab(app, "System")
     app.locator("select").first.select_option("reaction-diffusion")
-    expect(app.get_by_text("Reaction–diffusion (gap genes).")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Reaction–diffusion (gap genes).")).to_be_visible(timeout=STEP_TIMEOUT_MS)
 
 
 def test_bundled_p53_data_with_the_bundled_model(app):
@@ -126,44 +128,44 @@ def test_bundled_p53_data_with_the_bundled_model(app):
     if not PRETRAINED_MODELS["transcription"].path.is_file():
         pytest.skip("no bundled transcription model in this checkout")
     tab(app, "Your data")
-    expect(app.get_by_role("button", name="Try the bundled p53 data")).to_be_visible(timeout=30_000)
+    expect(app.get_by_role("button", name="Try the bundled p53 data")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     expect(app.locator(".bk-Canvas")).to_have_count(0)
     app.get_by_role("button", name="Try the bundled p53 data").click()
-    expect(app.get_by_text("Read the bundled p53 data (5 Gy): 3 series")).to_be_visible(timeout=30_000)
-    expect(app.get_by_text("Inferred the p53 activity of 3 series")).to_be_visible(timeout=30_000)
-    expect(app.locator(".bk-Canvas")).to_have_count(7, timeout=30_000)  # all series, one series, five outputs
+    expect(app.get_by_text("Read the bundled p53 data (5 Gy): 3 series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(app.get_by_text("Inferred the p53 activity of 3 series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(app.locator(".bk-Canvas")).to_have_count(7, timeout=STEP_TIMEOUT_MS)  # all series, one series, five outputs
     expect(app.get_by_text("An internal error occurred")).to_have_count(0)
     app.screenshot(path=str(SHOTS / "p53.png"), full_page=True)
 
 
 def test_switch_system_then_every_tab_says_so_and_one_click_aligns(app):
     app.locator("select").first.select_option("transcription-linear")
-    expect(app.get_by_text("Transcriptional regulation (linear).")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Transcriptional regulation (linear).")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     for name in ("Task set", "Training", "Inference", "Extrapolation", "Super-resolution", "Your data", "System"):
         tab(app, name)
-        expect(app.get_by_text("but the task set and the tabs are of")).to_be_visible(timeout=20_000)
+        expect(app.get_by_text("but the task set and the tabs are of")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.screenshot(path=str(SHOTS / "system_mismatch.png"), full_page=True)
     app.get_by_role("button", name="Generate transcription-linear tasks").click()
-    expect(app.get_by_text("but the task set and the tabs are of").locator("visible=true")).to_have_count(0, timeout=30_000)
+    expect(app.get_by_text("but the task set and the tabs are of").locator("visible=true")).to_have_count(0, timeout=STEP_TIMEOUT_MS)
     tab(app, "Task set")
-    expect(app.get_by_text("Generated 200 tasks of transcription-linear")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("Generated 200 tasks of transcription-linear")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     tab(app, "Inference")
-    expect(app.get_by_text("The model in use is for")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("The model in use is for")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     expect(app.get_by_role("button", name="Train a model for transcription-linear")).to_be_visible()
 
 
 def test_train_then_revert_to_the_bundled_model(app):
     tab(app, "Training")
-    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     set_number(app, "time limit (s)", 3)
     train(app, 2)
     expect(app.get_by_text("The new model is kept in the list but not used")).to_be_visible()
     expect(app.get_by_text("#1 (in use)")).to_be_visible()
     app.get_by_role("button", name="Use #2").click()
-    expect(app.get_by_text("#2 (in use)")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("#2 (in use)")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.screenshot(path=str(SHOTS / "model_list.png"), full_page=True)
     app.get_by_role("button", name="Use #1").click()
-    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=STEP_TIMEOUT_MS)
 
 
 def test_upload_good_then_empty_asks_then_clears(app, tmp_path):
@@ -174,16 +176,16 @@ def test_upload_good_then_empty_asks_then_clears(app, tmp_path):
     tab(app, "Your data")
     upload = app.locator('input[type="file"][accept=".csv,.nc"]')
     upload.set_input_files(good)
-    expect(app.get_by_text("ms per series")).to_be_visible(timeout=30_000)
+    expect(app.get_by_text("ms per series")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     upload.set_input_files(empty)
-    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.get_by_role("button", name="Keep example.csv").click()
     expect(app.get_by_text("ms per series")).to_be_visible()  # kept: nothing lost
     upload.set_input_files(good)
     upload.set_input_files(empty)
-    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("Replace example.csv and its results with empty.csv?")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.get_by_role("button", name="Replace", exact=True).click()
-    expect(app.get_by_text("empty.csv is empty")).to_be_visible(timeout=20_000)
+    expect(app.get_by_text("empty.csv is empty")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     expect(app.get_by_text("ms per series")).to_have_count(0)
     SHOTS.mkdir(exist_ok=True)
     app.screenshot(path=str(SHOTS / "empty_upload.png"), full_page=True)
