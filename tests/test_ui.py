@@ -729,21 +729,27 @@ def test_uploading_over_loaded_data_asks_and_keeping_loses_nothing():
     assert view.tasks.n_tasks == 3 and view.result is not result
 
 
-def test_the_refine_button_is_shown_only_when_infer_takes_refine():
-    from dklfm_explore.ui.inference import refine_supported
-
-    app = Explorer()
-    model = app.session.model
+def _refinable(model):
+    """A stand-in class: ``model`` with an ``infer`` that takes ``refine`` (its refined latent mean is 1 everywhere)."""
 
     class Refinable:
-        """The bundled model with an ``infer`` that takes ``refine`` (its refined latent mean is 1 everywhere)."""
-
         def __getattr__(self, name):
             return getattr(model, name)
 
         def infer(self, tasks, *, refine=False, **query):
             result = model.infer(tasks, **query)
             return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
+
+    return Refinable
+
+
+def test_the_refine_button_is_shown_only_when_infer_takes_refine():
+    from dklfm_explore.ui.inference import refine_supported
+
+    app = Explorer()
+    model = app.session.model
+
+    Refinable = _refinable(model)
 
     class Plain:
         def infer(self, tasks, **query):
@@ -815,13 +821,7 @@ def test_your_data_refines_with_a_model_whose_infer_takes_refine():
     app = Explorer()
     model = app.session.model
 
-    class Refinable:
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-        def infer(self, tasks, *, refine=False, **query):
-            result = model.infer(tasks, **query)
-            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
+    Refinable = _refinable(model)
 
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
