@@ -79,6 +79,12 @@ class TrainingConfig:
     in_memory_limit_mb : float
         A task set whose ``y`` and ``f`` take more than this is streamed from its file batch by
         batch (a block of tasks at a time) instead of loaded whole.
+    restarts : int
+        Fresh starts (other initial weights, seeded ``seed + k * RESTART_SEED_STRIDE``) when the first
+        validation finds the model no better than the prior mean (:data:`~dklfm_explore.train.STUCK_RATIO`):
+        a run that decoupled the latent from the outputs in its first epoch never recouples (DESIGN.md
+        pitfalls), so the rest of the budget is better spent on another start.  The step and time budgets
+        cover all starts together.  Needs validation tasks; 0 turns it off.
     """
 
     epochs: int = 100
@@ -98,6 +104,7 @@ class TrainingConfig:
     epoch_tasks: int = 2048
     validation_tasks: int | None = None
     in_memory_limit_mb: float = 1024.0
+    restarts: int = 2
 
     def validate(self) -> "TrainingConfig":
         """Return ``self`` after checking every field; raise :class:`InvalidInputError` otherwise."""
@@ -106,6 +113,8 @@ class TrainingConfig:
         for name in ("epochs", "batch_size", "patience", "epoch_tasks"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"TrainingConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        if int(self.restarts) < 0:
+            raise InvalidInputError(f"TrainingConfig.restarts must be 0 or more, got {self.restarts}.")
         for name in ("max_steps", "validation_tasks"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"TrainingConfig.{name} must be at least 1 or None, got {getattr(self, name)}.")

@@ -55,6 +55,10 @@ CALIBRATION_LEVEL = 0.95
 """Central interval whose held-out coverage the latent-std calibration makes exact."""
 PERIOD_BOUND_MARGIN = 1.1
 """Factor by which the phase input's period search reaches beyond the training tasks' 5th-95th percentile periods."""
+STUCK_RATIO = 0.95
+"""A first validation latent MSE at or above this fraction of the prior-mean predictor's marks a start stuck at the prior."""
+RESTART_SEED_STRIDE = 7919
+"""Restart ``k`` initialises with ``seed + k * RESTART_SEED_STRIDE``."""
 MIN_CALIBRATION = 1e-2
 """Floor of the calibration factor: the std includes sigma_f, so a 100x too wide predictive std is not a case to fit."""
 
@@ -285,10 +289,8 @@ def train(
     held_out = data.validation
     data = parallel.share(data)
     model_config = _complete(model_config, data)
-    model = initialise_model(model_config, config, data.coords, device)
-    if model.phase and held_out is not None:
-        fit_period_bounds(model, data.coords, held_out.y)
-    model, run, history, (reason, message), epoch = _optimise(model, data, config, device, progress, cancel, parallel)
+    model, run, history, (reason, message), epoch, restarts = _optimise_with_restarts(
+        model_config, data, held_out, config, device, progress, cancel, parallel)
 
     model.load_state_dict(run.best_state)
     model.eval()
@@ -312,12 +314,49 @@ def train(
         config=config, model_config=model_config, history=history, time_window=data.time_window,
         space_window=data.space_window, latent_std_scale=std_scale, verdict=verdict,
         ood_reference=None if data.validation is None else reference_from_standardised(model, data.validation.coords, data.validation.y),
-        provenance=dict(data.provenance, steps=run.step, tasks_seen=run.tasks_seen),
+        provenance=dict(data.provenance, steps=run.step, tasks_seen=run.tasks_seen, **restarts),
     )
 
 
-def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, progress, cancel, parallel: SingleProcess):
+def _optimise_with_restarts(model_config: ModelConfig, data: TrainingData, held_out: Standardised | None,
+                            config: TrainingConfig, device, progress, cancel, parallel):
+    """:func:`_optimise` from a fresh start, restarting from other initial weights while the first validation
+    sits on the prior (``config.restarts`` times at most, within the one step and time budget).
+
+    Returns ``_optimise``'s five values and the provenance of the restarts (empty when there was none).
+    """
+    started, steps, seeds = time.perf_counter(), 0, []
+    for attempt in range(config.restarts + 1):
+        seed = config.seed + attempt * RESTART_SEED_STRIDE
+        elapsed = time.perf_counter() - started
+        budget = replace(
+            config, seed=seed,
+            max_seconds=None if config.max_seconds is None else max(config.max_seconds - elapsed, 1e-3),
+            max_steps=None if config.max_steps is None else max(config.max_steps - steps, 1),
+        )
+        model = initialise_model(model_config, budget, data.coords, device)
+        if model.phase and held_out is not None:
+            fit_period_bounds(model, data.coords, held_out.y)
+        model, run, history, stop, epoch = _optimise(model, data, budget, device, progress, cancel, parallel,
+                                                     check_stuck=attempt < config.restarts)
+        if stop[0] != "stuck":
+            break
+        seeds.append(seed)
+        steps += run.step
+        logger.info("seed %d: %s; restarting", seed, stop[1])
+    if not seeds:
+        return model, run, history, stop, epoch, {}
+    note = (f"Restarted {len(seeds)} time(s): the first validation of the start(s) with seed(s) "
+            f"{', '.join(map(str, seeds))} was no better than the prior mean.")
+    return model, run, history, (stop[0], f"{stop[1]} {note}"), epoch, {"restarts": len(seeds), "steps_before_restart": steps, "seed_used": seed}
+
+
+def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, progress, cancel, parallel: SingleProcess,
+              check_stuck: bool = False):
     """The epoch loop: steps, validation, model selection, stopping.  Returns the model, run state, history, stop and last epoch.
+
+    With ``check_stuck``, a first validation no better than the prior mean (:func:`_at_prior`) stops the loop
+    with the reason ``"stuck"`` (for :func:`_optimise_with_restarts`; never a final reason).
 
     Every decision goes through ``parallel``, so that the processes of a data-parallel run take the same ones.
     """
@@ -367,6 +406,10 @@ def _optimise(model: DKLFM, data: TrainingData, config: TrainingConfig, device, 
         value = score.mse if score is not None else epoch_loss
         if not math.isfinite(value):
             reason, message = "diverged", f"The validation latent MSE became {value} after epoch {epoch}."
+            break
+        if check_stuck and epoch == 1 and stop is None and parallel.from_main(_at_prior(score, data.validation)):
+            reason, message = "stuck", f"Validation latent MSE {score.mse:.3g} after the first epoch sits on the prior."
+            run.best_state = _snapshot(model)
             break
         if value < run.best_score:
             run.best_score, run.best_state, run.epochs_since_best = value, _snapshot(model), 0
@@ -418,6 +461,14 @@ def _loss_or_failure(loss_model, coords, y: torch.Tensor, f: torch.Tensor, point
     if not torch.isfinite(loss):
         return loss, ("diverged", f"The training loss became {loss.item()} at {where}.")
     return loss, None
+
+
+def _at_prior(score: ValidationScore | None, validation: Standardised | None) -> bool:
+    """Whether ``score`` is at least :data:`STUCK_RATIO` times the prior-mean predictor's MSE on ``validation`` (False without them)."""
+    if score is None or validation is None:
+        return False
+    finite = validation.f[torch.isfinite(validation.f)]
+    return finite.numel() > 0 and score.mse >= STUCK_RATIO * float(finite.pow(2).mean())
 
 
 def _validation_score(model: DKLFM, validation: Standardised | None, epoch: int) -> tuple[ValidationScore | None, str | None]:

@@ -11,6 +11,7 @@ from dklfm_explore.cli import EXIT_NOT_LEARNED, main
 from dklfm_explore.errors import CheckpointError, NotLearnedWarning
 from dklfm_explore.model import ModelConfig
 from dklfm_explore.verdict import LEARNED_RATIO, Verdict
+from dklfm_explore.train import RESTART_SEED_STRIDE, STUCK_RATIO
 
 sources = importlib.import_module("dklfm_explore.sources")
 training = importlib.import_module("dklfm_explore.train")  # the package's attribute `train` is the function
@@ -137,6 +138,31 @@ def test_verdict_of_a_model_forced_to_stay_at_the_prior(transcription, monkeypat
     with pytest.warns(NotLearnedWarning, match="did not learn"):
         result = model.infer(test_tasks)
     np.testing.assert_allclose(result.latent_mean.values, model.normaliser.f_mean, rtol=1e-12)
+
+
+def test_a_start_stuck_at_the_prior_restarts_from_other_seeds_within_one_step_budget(transcription, monkeypatch):
+    _stuck_at_the_prior(monkeypatch)
+    seeds = []
+    original = training.initialise_model
+    monkeypatch.setattr(training, "initialise_model", lambda mc, config, *rest: seeds.append(config.seed) or original(mc, config, *rest))
+    train_tasks, _ = transcription
+    # 80 training tasks in batches of 16: 5 steps per epoch; each stuck start is stopped after its first epoch.
+    model = train(train_tasks, TrainingConfig(epochs=3, batch_size=16, seed=4, max_steps=12, restarts=2), SMALL_MODEL)
+    assert seeds == [4, 4 + RESTART_SEED_STRIDE, 4 + 2 * RESTART_SEED_STRIDE]
+    assert model.provenance["restarts"] == 2 and model.provenance["seed_used"] == 4 + 2 * RESTART_SEED_STRIDE
+    assert model.provenance["steps_before_restart"] == 10 and model.provenance["steps"] == 2  # 12 in all
+    assert "Restarted 2 time(s)" in model.history[-1]["message"] and not model.verdict.learned
+
+
+def test_no_restart_when_turned_off_or_when_the_first_validation_beats_the_prior(transcription, monkeypatch):
+    train_tasks, _ = transcription
+    learning = train(train_tasks, TrainingConfig(epochs=2, batch_size=8, seed=0), ModelConfig(latent_weight=20))
+    first = learning.history[0]
+    # This start leaves the prior in its first epoch (measured 0.5 of the prior-mean MSE), so it is kept.
+    assert first["validation_latent_mse"] < STUCK_RATIO * learning.verdict.prior_mse and "restarts" not in learning.provenance
+    _stuck_at_the_prior(monkeypatch)
+    kept = train(train_tasks, TrainingConfig(epochs=1, seed=0, restarts=0), SMALL_MODEL)
+    assert "restarts" not in kept.provenance and not kept.verdict.learned
 
 
 def test_the_command_line_exits_non_zero_for_a_model_that_did_not_learn_and_writes_it(tmp_path, monkeypatch, capsys):

@@ -138,7 +138,7 @@ def sample_force(
 
 def periodic_series_draw(time: torch.Tensor, lengthscale: torch.Tensor, period: torch.Tensor, variance: float,
                          generator: torch.Generator) -> torch.Tensor:
-    """Zero-mean draws of the periodic GP on ``time (time,)`` from its Fourier series: exact at any time, no Cholesky.
+    r"""Zero-mean draws of the periodic GP on ``time (time,)`` from its Fourier series: exact at any time, no Cholesky.
 
     With ``z = 1 / lengthscale^2`` and ``theta = 2 pi (t - t') / period``,
 
