@@ -39,7 +39,8 @@ def run(families, seeds, steps: int, out: Path) -> dict:
             mse = latent_mse(model.module, prepare(test, model.normaliser, torch.device("cpu")))
             rows.append({"family": family, "seed": seed, "latent_mse": round(mse, 4), "learned": model.verdict.learned,
                          "validation_latent_mse": round(model.verdict.latent_mse, 4),
-                         "coverage95": round(model.verdict.coverage95, 3), "seconds": round(time.perf_counter() - started, 1)})
+                         "coverage95": round(model.verdict.coverage95, 3),
+                         "restarts": model.provenance.get("restarts", 0), "seconds": round(time.perf_counter() - started, 1)})
             print(json.dumps(rows[-1]), flush=True)
             out.write_text(json.dumps(rows, indent=1))
     summary = {}
@@ -47,6 +48,7 @@ def run(families, seeds, steps: int, out: Path) -> dict:
         values = [r["latent_mse"] for r in rows if r["family"] == family]
         summary[family] = {"below_0.5": sum(v < THRESHOLD for v in values), "seeds": len(values),
                            "learned": sum(r["learned"] for r in rows if r["family"] == family),
+                           "restarts": sum(r.get("restarts", 0) for r in rows if r["family"] == family),
                            "min": min(values), "median": statistics.median(values), "max": max(values)}
     return {"steps_per_seed": steps, "rows": rows, "summary": summary}
 
@@ -66,9 +68,9 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
     lines = [f"# Robustness of the defaults ({args.steps} steps per seed on fresh simulated tasks, 2 shared CPU cores)", "",
              f"Command: `OMP_NUM_THREADS=1 PYTHONPATH=$PWD {result['command']}`", "",
-             "| family | seeds with held-out latent MSE < 0.5 | verdict 'learned' | min | median | max |", "|---|---|---|---|---|---|"]
+             "| family | seeds with held-out latent MSE < 0.5 | verdict 'learned' | restarts | min | median | max |", "|---|---|---|---|---|---|---|"]
     for family, s in result["summary"].items():
-        lines.append(f"| {family} | {s['below_0.5']} / {s['seeds']} | {s['learned']} / {s['seeds']} | {s['min']:.3f} | {s['median']:.3f} | {s['max']:.3f} |")
+        lines.append(f"| {family} | {s['below_0.5']} / {s['seeds']} | {s['learned']} / {s['seeds']} | {s['restarts']} | {s['min']:.3f} | {s['median']:.3f} | {s['max']:.3f} |")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
