@@ -35,7 +35,7 @@ import xarray as xr
 
 from .errors import InvalidInputError, UnknownNameError
 from .model.baselines._common import cholesky
-from .model.baselines._per_task_laplace import _tasks_per_chunk
+from .model.baselines._per_task_laplace import tasks_per_chunk
 from .model.baselines.per_task_lfm import PerTaskLFM, per_task_posterior
 from .systems.base import System, get_system
 from .systems.ode import ODESystem
@@ -254,7 +254,7 @@ def _force_and_kinetics_jacobian(model: PerTaskLFM, theta: torch.Tensor, mesh, o
     offsets = DIFFERENCE_STEP * torch.cat([torch.eye(size, dtype=theta.dtype, device=theta.device)] * 2) * theta.new_tensor(
         [1.0] * size + [-1.0] * size)[:, None]
     factor = model.inducing_factor()
-    chunk = _tasks_per_chunk(2 * size, mesh, model.system.n_states(model.n_outputs), n_inducing, dual=False)
+    chunk = tasks_per_chunk(2 * size, mesh, model.system.n_states(model.n_outputs), n_inducing, dual=False)
     pieces = []
     for tasks in torch.arange(n_tasks, device=theta.device).split(chunk):
         primal = (theta[tasks, None, :] + offsets).flatten(0, 1)

@@ -29,7 +29,7 @@ from ...systems.base import Mesh
 from ._common import cholesky
 from ._per_task_model import INDUCING_JITTER, PerTaskLFM
 
-__all__ = ["laplace_posterior"]
+__all__ = ["laplace_posterior", "tasks_per_chunk"]
 
 LAPLACE_CHUNK_BYTES = 2**28
 """Budget of one chunk of tasks in the Laplace step (256 MB): its Jacobian and draws are solved a chunk at a time."""
@@ -41,7 +41,7 @@ KERNEL_COPIES = 4
 """Kernel-sized temporaries of a task: time differences, sine (or scaled square), exponent, kernel."""
 
 
-def _tasks_per_chunk(copies: int, mesh: Mesh, n_states: int, n_inducing: int, dual: bool) -> int:
+def tasks_per_chunk(copies: int, mesh: Mesh, n_states: int, n_inducing: int, dual: bool) -> int:
     """Tasks solved together so a chunk's tensors stay near ``LAPLACE_CHUNK_BYTES`` (one task at least).
 
     A copy holds ``FORCE_GRID_COPIES`` tensors on the force grid and the states on
@@ -83,7 +83,7 @@ def laplace_posterior(model: PerTaskLFM, observed, mesh: Mesh, observed_index, p
     the fit ``mesh``; the draws are solved on ``predict_mesh``, with the GP's
     inducing values on ``extension`` (beyond the data) drawn from the prior
     conditional on the fitted ones.  Both run in chunks of whole tasks
-    (:func:`_tasks_per_chunk`).
+    (:func:`tasks_per_chunk`).
 
     Returns
     -------
@@ -98,7 +98,7 @@ def laplace_posterior(model: PerTaskLFM, observed, mesh: Mesh, observed_index, p
         raw = model.raw_flat()
         centre = torch.cat([model.whitened, model.mean[:, None], raw], dim=-1)
         size = centre.shape[-1]
-        chunk = _tasks_per_chunk(size, mesh, n_states, n_inducing, dual=True)
+        chunk = tasks_per_chunk(size, mesh, n_states, n_inducing, dual=True)
         jacobian = _output_jacobian(model, centre, factor, mesh, observed_index, chunk)
         precision_data = (observed / model.noise_std()[..., None] ** 2).flatten(1)
         logistic = torch.sigmoid(raw) * torch.sigmoid(-raw)
@@ -115,7 +115,7 @@ def laplace_posterior(model: PerTaskLFM, observed, mesh: Mesh, observed_index, p
         normal_between = torch.randn(n_tasks, n_samples, query_time.numel(), generator=generator, dtype=torch.float64).to(centre)
         joint_time, joint_factor = _joint_inducing(model, factor, extension)
         conditional_std = _conditional_variance(model, query_time, joint_time, joint_factor).sqrt()
-        chunk = _tasks_per_chunk(n_samples, predict_mesh, n_states, joint_time.numel(), dual=False)
+        chunk = tasks_per_chunk(n_samples, predict_mesh, n_states, joint_time.numel(), dual=False)
         latent_var, output_var = [], []
         for tasks in torch.arange(n_tasks, device=centre.device).split(chunk):
             weights = model.interpolation_weights(whitened[tasks].flatten(0, 1), joint_factor[tasks])
