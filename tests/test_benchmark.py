@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,27 @@ def test_tuning_script_runs_on_the_mesh_pair_of_the_benchmark(capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == line
     assert line["family"] == "reaction-diffusion" and line["epochs"] >= 1
     assert math.isfinite(line["latent_mse"]) and 0 <= line["coverage95"] <= 1
+
+
+def test_runs_of_separate_families_combine_into_one_record_with_every_header(tmp_path):
+    from benchmarks.combine import combine, main as combine_main
+
+    recorded = json.loads((Path(__file__).parents[1] / "benchmarks/results/2026-12-02-transcription.json").read_text())
+    other = json.loads(json.dumps(recorded))
+    other["header"]["command"] = "dklfm bench --families transcription-linear"
+    for row in other["rows"]:
+        row["family"] = "transcription-linear"
+    other["timings"] = {key.replace("transcription/", "transcription-linear/"): value for key, value in other["timings"].items()}
+    with pytest.raises(SystemExit, match="'transcription' is in two runs"):
+        combine([recorded, recorded])
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(recorded))
+    second.write_text(json.dumps(other))
+    combine_main([str(first), str(second), "--out-dir", str(tmp_path)])
+    joined = json.loads((tmp_path / "latest.json").read_text())
+    assert len(joined["rows"]) == len(recorded["rows"]) * 2
+    assert [part["command"] for part in joined["header"]["parts"]] == [recorded["header"]["command"], other["header"]["command"]]
+    refined = {t["target"]: t for t in joined["targets"]}["transcription-linear: refined latent MSE <= per-task LFM's"]
+    assert refined["met"] is True  # the relabelled rows are the transcription run's: 0.0968 vs 0.1090
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "Combined from 2 runs" in markdown and other["header"]["command"] in markdown

@@ -56,10 +56,14 @@ def check_targets(rows: list[dict], curve: list[dict]) -> list[dict]:
 
 def render_markdown(payload: dict) -> str:
     h = payload["header"]
-    lines = [f"# Benchmark results ({'quick smoke run' if h['quick'] else 'full settings'})", "",
-             f"- date: {h['date']}  \n- command: `{h['command']}`  \n- commit: `{h['git_commit']}`  \n"
-             f"- device: {h['device']} ({h['device_name']}, {h['cpu_threads']} threads); absolute times count only from a GPU run  \n"
-             f"- observation noise: {h['noise']}  \n- units: {h['units']}", "",
+    runs = h.get("parts", [h])
+    lines = [f"# Benchmark results ({'quick smoke run' if h['quick'] else 'full settings'})", ""]
+    if len(runs) > 1:
+        lines += [f"Combined from {len(runs)} runs of the same settings, one per group of families (each family's methods side by side in one run):", ""]
+    for run in runs:
+        lines.append(f"- date: {run['date']}  \n- command: `{run['command']}`  \n- commit: `{run['git_commit']}`")
+    lines += [f"- device: {h['device']} ({h['device_name']}, {h['cpu_threads']} threads); absolute times count only from a GPU run  \n"
+              f"- observation noise: {h['noise']}  \n- units: {h['units']}", "",
              "| family | method | n_train | n_test | latent MSE | output MSE | 95% coverage | NLPD | infer ms/instance | train s | peak MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, spec: "–" if v is None else format(v, spec)
