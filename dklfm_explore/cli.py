@@ -231,6 +231,10 @@ def _train_process(args, parallel) -> int:
     last = model.history[-1] if model.history else {}
     print(f"wrote {args.out}: {last.get('step')} steps on {last.get('tasks_seen')} tasks, stopped: {last.get('stopped_reason')}, "
           f"device {model.device}")
+    restarts = (model.provenance or {}).get("restarts")
+    if restarts:
+        print(f"restarted {restarts} time(s): the first validation of the earlier start(s) sat on the prior; "
+              f"kept the start seeded {model.provenance['seed_used']}")
     if model.verdict is None:
         print("no verdict: training had no validation tasks (--validation 0)")
         return 0
@@ -437,7 +441,8 @@ def describe_model(model) -> str:
         + (f", space {model.space_window[0]:g} to {model.space_window[1]:g}" if model.space_window else ""),
         f"  model: {model.model_config}",
         f"  training: {model.config}",
-        f"  trained from: {origin}" + (f", {provenance.get('steps')} steps, {provenance.get('tasks_seen')} tasks seen" if provenance else ""),
+        f"  trained from: {origin}" + (f", {provenance.get('steps')} steps, {provenance.get('tasks_seen')} tasks seen" if provenance else "")
+        + (f", after {provenance['restarts']} restart(s) from starts stuck at the prior" if provenance.get("restarts") else ""),
         f"  epochs: {last.get('epoch')}, best validation latent MSE: {last.get('best_validation_latent_mse')}, "
         f"stopped: {last.get('stopped_reason')}",
         f"  verdict: {model.verdict.message if model.verdict is not None else 'none (a checkpoint older than the verdict, or no validation tasks)'}",

@@ -154,6 +154,16 @@ def test_a_start_stuck_at_the_prior_restarts_from_other_seeds_within_one_step_bu
     assert "Restarted 2 time(s)" in model.history[-1]["message"] and not model.verdict.learned
 
 
+def test_the_command_line_says_when_training_restarted(tmp_path, monkeypatch, capsys):
+    _stuck_at_the_prior(monkeypatch)
+    tasks, out = tmp_path / "tasks.nc", tmp_path / "stuck.pt"
+    assert main(["simulate", "transcription", "--tasks", "40", "--points", "10", "--out", str(tasks)]) == 0
+    assert main(["train", str(tasks), "--out", str(out), "--epochs", "2"]) == EXIT_NOT_LEARNED
+    assert "restarted 2 time(s)" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert "after 2 restart(s) from starts stuck at the prior" in capsys.readouterr().out
+
+
 def test_no_restart_when_turned_off_or_when_the_first_validation_beats_the_prior(transcription, monkeypatch):
     train_tasks, _ = transcription
     learning = train(train_tasks, TrainingConfig(epochs=2, batch_size=8, seed=0), ModelConfig(latent_weight=20))
