@@ -82,7 +82,7 @@ def main() -> None:
              f"{result['true_period_range'][1]:.2f}; bounds from {args.training_tasks} training tasks: {low:.2f}-{high:.2f}.", "",
              f"| search | prey | median | 90th percentile | max | off by more than {ALIAS:.0%} | CPU ms/task |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['search']} | {r['prey']} | {r['median']:.2%} | {r['p90']:.2%} | {r['max']:.1%} | {r['wrong_cycle']:.1%} | "
+    lines += [f"| {r['search']} | {r['prey']} | {r['median']:.2%} | {r['p90']:.2%} | {r['max']:.2%} | {r['wrong_cycle']:.1%} | "
               f"{r['cpu_ms_per_task']:.1f} |" for r in result["rows"]]
     (RESULTS / "period_accuracy.md").write_text("\n".join(lines) + "\n")
 
