@@ -15,11 +15,13 @@ mean/std, which is how uploaded measurements are scored whatever the other tasks
 
 Each part is scaled so that 1 is its validation quantile (the likelihood's 0.25% and 99.75%, the
 distance's 99.5%), which weighs their tails alike, and the task's raw score is the largest.  One
-threshold on that raw score then sets the flag rate (split-conformal, Vovk et al. 2005): with ``n``
-validation tasks it is their ``ceil((n + 1) * 0.99)``-th smallest raw score, so that a new task like
-them exceeds it with probability at most 1% and at least ``1% - 1 / (n + 1)``.  The validation tasks'
-own distances are leave-one-out (the centre and covariance without the task), as a new task's are;
-in-sample ones are too small, since each task pulls the centre and covariance towards itself.
+threshold on that raw score then sets the flag rate, as in conformal prediction (Vovk et al. 2005):
+with ``n`` validation tasks it is their ``ceil((n + 1) * 0.99)``-th smallest raw score.  Were their
+scores exchangeable with a new task's, a new task like them would exceed it with probability at most
+1% and at least ``1% - 1 / (n + 1)``.  So each validation task is scored as a new one is, with the
+other tasks' quantiles, centre and covariance (leave-one-out); in-sample ones are biased, since each
+task pulls them towards itself (most the Mahalanobis distance: three statistics per output under the
+training scaling).  Leave-one-out makes the scores nearly, not exactly, exchangeable: the rate is measured.
 ``ood_score`` is the raw score over that threshold: above 1 the task is flagged.  With fewer than 99
 validation tasks the threshold is their largest raw score and the expected rate ``1 / (n + 1)``
 (2% at 50 tasks).  benchmarks/results/ood_rate.md measures the rate on fresh tasks.
