@@ -3,7 +3,7 @@
 A task's score combines two parts, each measured against its distribution over the validation
 tasks, which :func:`ood_reference` records at training time for each output scaling
 (``"training"``: the training set's statistics; ``"self"``: each task standardised by its own
-mean/std, as uploaded measurements are):
+mean/std, which is how uploaded measurements are scored whatever the other tasks of the file):
 
 - the outputs' negative log marginal likelihood under the model per observed point,
   ``-log N(y | mu_y, K_yy + sigma_y^2 I) / n`` (the embedding is the task's own), two-sided:
@@ -14,13 +14,22 @@ mean/std, as uploaded measurements are):
   well but that no training task resembled (kinetics far outside the training ranges).
 
 Each part is scaled so that 1 is its validation quantile (the likelihood's 0.25% and 99.75%, the
-distance's 99.5%), and ``ood_score`` is the larger: above 1 the task is flagged, which about 1% of
-tasks like the validation ones are.  With fewer than a few hundred validation tasks those quantiles
-are close to the validation extremes and the in-distribution flag rate is nearer ``2 / n_tasks``.
+distance's 99.5%), which weighs their tails alike, and the task's raw score is the largest.  One
+threshold on that raw score then sets the flag rate, as in conformal prediction (Vovk et al. 2005):
+with ``n`` validation tasks it is their ``ceil((n + 1) * 0.99)``-th smallest raw score.  Were their
+scores exchangeable with a new task's, a new task like them would exceed it with probability at most
+1% and at least ``1% - 1 / (n + 1)``.  So each validation task is scored as a new one is, with the
+other tasks' quantiles, centre and covariance (leave-one-out); in-sample ones are biased, since each
+task pulls them towards itself (most the Mahalanobis distance: three statistics per output under the
+training scaling).  Leave-one-out makes the scores nearly, not exactly, exchangeable: the rate is measured.
+``ood_score`` is the raw score over that threshold: above 1 the task is flagged.  With fewer than 99
+validation tasks the threshold is their largest raw score and the expected rate ``1 / (n + 1)``
+(2% at 50 tasks).  benchmarks/results/ood_rate.md measures the rate on fresh tasks.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -85,9 +94,10 @@ def ood_reference(module, normaliser: Normaliser, validation_tasks: TaskSet) -> 
     -------
     dict
         ``{scaling: {...}}`` for ``"training"`` and ``"self"``: ``nll_low``, ``nll_median``, ``nll_high`` (the
-        central :data:`OOD_QUANTILE` half-tail quantiles of the per-point NLL), ``summary_mean`` and
-        ``summary_precision`` (of :func:`summary_statistics`), ``summary_threshold`` (their Mahalanobis
-        distance's quantile), ``n_tasks``.  Lists and floats only, so that a checkpoint loads it safely.
+        per-point NLL's 0.25%, 50% and 99.75% quantiles), ``summary_mean`` and ``summary_precision`` (of
+        :func:`summary_statistics`), ``summary_threshold`` (the 99.5% quantile of their leave-one-out
+        Mahalanobis distance), ``score_threshold`` (the raw score's conformal 99% bound), ``n_tasks``.
+        Lists and floats only, so that a checkpoint loads it safely.
         None with fewer than :data:`MIN_REFERENCE_TASKS` validation tasks (inference then has no score).
     """
     device = module.latent_mean.device
@@ -117,19 +127,57 @@ def reference_from_standardised(module, coords, y: torch.Tensor) -> dict | None:
         covariance = torch.atleast_2d(torch.cov(summary.T))
         ridge = 1e-6 * float(torch.diagonal(covariance).mean().clamp_min(1e-12))
         precision = torch.linalg.inv(covariance + ridge * torch.eye(covariance.shape[0], dtype=covariance.dtype))
-        distance = _mahalanobis(summary, centre, precision)
+        distance = _leave_one_out(_mahalanobis(summary, centre, precision), summary.shape[0]).numpy()
         low, median, high = (float(v) for v in np.quantile(nll, [tail, 0.5, 1 - tail]))
-        reference[scaling] = {
+        stats = {
             "nll_low": low, "nll_median": median, "nll_high": high,
             "summary_mean": centre.tolist(), "summary_precision": precision.tolist(),
-            "summary_threshold": float(np.quantile(distance.numpy(), 1 - 2 * tail)), "n_tasks": int(nll.size),
+            "summary_threshold": float(np.quantile(distance, 1 - 2 * tail)), "n_tasks": int(nll.size),
         }
+        others = {"nll_low": _quantile_of_others(nll, tail), "nll_median": _quantile_of_others(nll, 0.5),
+                  "nll_high": _quantile_of_others(nll, 1 - tail), "summary_threshold": _quantile_of_others(distance, 1 - 2 * tail)}
+        raw = _raw_scores(others, torch.from_numpy(nll), torch.from_numpy(distance)).numpy()
+        stats["score_threshold"] = float(np.sort(raw)[min(math.ceil((raw.size + 1) * OOD_QUANTILE), raw.size) - 1])
+        reference[scaling] = stats
     return reference
 
 
 def _mahalanobis(summary: torch.Tensor, centre: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
     centred = summary - centre
     return ((centred @ precision) * centred).sum(-1).clamp_min(0.0).sqrt()
+
+
+def _leave_one_out(distance: torch.Tensor, n_tasks: int) -> torch.Tensor:
+    """Mahalanobis distances ``(task,)`` of each of ``n_tasks`` tasks to the centre and covariance of the others, from
+    their in-sample ones (Sherman-Morrison on the scatter matrix ``W``, with ``h = d^2 / (n - 1) = z^T W^-1 z``):
+    ``d_(-i)^2 = (n - 2) n^2 / (n - 1)^2 * h / (1 - n h / (n - 1))``."""
+    n = n_tasks
+    leverage = (distance.pow(2) / (n - 1)).clamp_max((n - 1) / n * (1 - 1e-12))
+    return ((n - 2) * n**2 / (n - 1) ** 2 * leverage / (1 - n * leverage / (n - 1))).sqrt()
+
+
+def _quantile_of_others(values: np.ndarray, level: float) -> np.ndarray:
+    """For each of the ``values (task,)``, the ``level`` quantile (``np.quantile``'s linear one) of the other tasks' values."""
+    n = values.size
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    position = level * (n - 2)
+    below = int(np.floor(position))
+    above = min(below + 1, n - 2)
+    lower = ordered[below + (below >= rank)]
+    upper = ordered[above + (above >= rank)]
+    return lower + (position - below) * (upper - lower)
+
+
+def _raw_scores(stats: dict, nll: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """The largest of the three parts ``(task,)``, each 1 at its validation quantile (floats, or one per task)."""
+    as_tensor = lambda key: torch.as_tensor(stats[key], dtype=nll.dtype)  # noqa: E731
+    median = as_tensor("nll_median")
+    above = (nll - median) / (as_tensor("nll_high") - median).clamp_min(1e-12)
+    below = (median - nll) / (median - as_tensor("nll_low")).clamp_min(1e-12)
+    return torch.stack([above, below, distance / as_tensor("summary_threshold").clamp_min(1e-12)]).amax(0)
 
 
 def _each_task_standardised(y: torch.Tensor) -> torch.Tensor:
@@ -144,21 +192,23 @@ def _each_task_standardised(y: torch.Tensor) -> torch.Tensor:
 
 
 def ood_scores(module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str) -> torch.Tensor | None:
-    """The largest of the score's parts, each 1 at its validation threshold: Tensor ``(task,)``.
+    """Each task's raw score over the validation threshold (flagged above 1): Tensor ``(task,)``.
 
-    None when the model has no reference (checkpoints written before it existed).
+    ``y (task, output, *mesh)`` as the task was conditioned; with ``output_scaling="self"`` each task is
+    standardised by itself first, as the reference's were, so that its score does not depend on the file's
+    other tasks.  None when the model has no reference (checkpoints written before it existed).  References
+    stored before the threshold was calibrated (no ``score_threshold``) keep their threshold of 1.
     """
     if not reference or output_scaling not in reference:
         return None
     stats = reference[output_scaling]
-    nll = output_nll(module, coords, y)
-    above = (nll - stats["nll_median"]) / max(stats["nll_high"] - stats["nll_median"], 1e-12)
-    below = (stats["nll_median"] - nll) / max(stats["nll_median"] - stats["nll_low"], 1e-12)
+    if output_scaling == "self":
+        y = _each_task_standardised(y)
     summary = summary_statistics(y, output_scaling)
     centre = torch.tensor(stats["summary_mean"], dtype=summary.dtype)
     precision = torch.tensor(stats["summary_precision"], dtype=summary.dtype)
-    distance = _mahalanobis(summary, centre, precision) / max(stats["summary_threshold"], 1e-12)
-    return torch.stack([above, below, distance]).amax(0)
+    raw = _raw_scores(stats, output_nll(module, coords, y), _mahalanobis(summary, centre, precision))
+    return raw / max(stats.get("score_threshold", 1.0), 1e-12)
 
 
 def annotate(result: xr.Dataset, module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str,

@@ -15,7 +15,7 @@ TINY = {
     "02_meta_learning.ipynb": "N_TRAIN = 24\nN_TEST = 3\nN_POINTS = 12\nEPOCHS = 2\nCOMPARE_TASKS = 2\nPER_TASK_ITERATIONS = 20",
     "03_lotka_volterra_extrapolation.ipynb": "N_TRAIN = 16\nN_TEST = 2\nN_POINTS = 20\nEPOCHS = 2",
     "04_reaction_diffusion_super_resolution.ipynb": "N_TRAIN = 12\nN_TEST = 1\nCOARSE = 9\nFINE = 5\nEPOCHS = 2",
-    "05_real_data_p53.ipynb": "TRAIN_IF_MISSING_TASKS = 16\nTRAIN_IF_MISSING_EPOCHS = 2",
+    "05_real_data_p53.ipynb": "TRAIN_IF_MISSING_TASKS = 16\nTRAIN_IF_MISSING_EPOCHS = 2\nOOD_REFERENCE_TASKS = 100\nPER_TASK_ITERATIONS = 20",
     "06_your_own_system.ipynb": "N_TRAIN = 12\nN_TEST = 2\nN_POINTS = 12\nEPOCHS = 2",
 }
 
@@ -57,8 +57,12 @@ _big = TaskSet(p53.dataset.assign(y_se=p53.dataset["y_se"] * 1000))
 _known = mine.dataset["f"].values
 _rmse = {s: float(_np.sqrt(_np.nanmean((model.infer(mine, output_scaling=s)["latent_mean"].values - _known) ** 2)))
          for s in ("self", "training")}
+_one = one.dataset["f"].values
+_beyond = {name: float(_np.mean(((res["latent_mean"].values - _one) / model.normaliser.f_std) ** 2)) for name, (res, _) in answers.items()}
 print("CHECK " + _json.dumps({"change": float(_np.abs(model.infer(_big)["latent_mean"].values
-                                                      - model.infer(p53)["latent_mean"].values).max()), **_rmse}))
+                                                      - model.infer(p53)["latent_mean"].values).max()), **_rmse,
+                              "beyond": _beyond, "scores": [float(v) for v in p53_scores],
+                              "first_pick": float(plan["time"].iloc[0])}))
 """,
     "06_your_own_system.ipynb": _PRIOR_MSE.format(truth='test_tasks.dataset["f"]', train="train_tasks", result="result"),
 }
@@ -108,6 +112,16 @@ def _real_data_sentences(text: str, check: dict) -> None:
     assert found, "no RMSE sentence for output_scaling"
     assert _close(found.group(1), check["self"]) or abs(float(found.group(1)) - check["self"]) <= 5e-3, (found.group(0), check)
     assert found.group(3) == min(("self", "training"), key=check.get), (found.group(0), check)
+    found = re.search(rf"p53 5 Gy out-of-distribution scores: replicates {NUMBER}, {NUMBER}, {NUMBER}, pooled {NUMBER} \((all below 1|above 1 for some)", text)
+    assert found, "no sentence with p53's out-of-distribution scores"
+    assert all(abs(float(stated) - actual) <= 5e-3 for stated, actual in zip(found.groups()[:4], check["scores"])), (found.group(0), check)
+    assert found.group(5) == ("all below 1" if max(check["scores"]) <= 1 else "above 1 for some"), (found.group(0), check)
+    beyond = check["beyond"]
+    found = re.search(rf"Refined latent MSE {NUMBER} against the first answer's {NUMBER} and the per-task LFM's {NUMBER};", text)
+    assert found, "no sentence comparing the refined answer"
+    assert all(_close(stated, beyond[name]) for stated, name in zip(found.groups(), ("refined", "first answer", "per-task LFM from the prior"))), (found.group(0), check)
+    found = re.search(r"the first (falls inside|falls outside) the 4-8 h gap", text)
+    assert found and found.group(1) == ("falls inside" if 4 < check["first_pick"] < 8 else "falls outside"), (found and found.group(0), check)
 
 
 def _comparison_sentences(text: str, check: dict) -> None:
