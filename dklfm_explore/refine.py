@@ -40,7 +40,7 @@ from .model.baselines.per_task_lfm import PerTaskLFM, per_task_posterior
 from .systems.base import System, get_system
 from .systems.ode import ODESystem
 
-__all__ = ["refine", "refinable_system", "REFINE_ITERATIONS", "REFINE_LEARNING_RATE", "REFINE_SAMPLES"]
+__all__ = ["refine", "refinable_system", "in_training_units", "REFINE_ITERATIONS", "REFINE_LEARNING_RATE", "REFINE_SAMPLES"]
 
 REFINE_ITERATIONS = 0
 """Adam steps after the Gauss-Newton ones (a fit from the prior takes 300); the Gauss-Newton steps already reach the
@@ -140,9 +140,15 @@ def refine(trained, tasks, amortised: xr.Dataset | None = None, *, time=None, ti
     options = {"time_mapping": time_mapping, "output_scaling": output_scaling}
     if amortised is None:
         amortised = trained.infer(tasks, time=time, **options)
-    initialise = _warm_start(trained, tasks, options, gauss_newton_steps)
-    refined = per_task_posterior(tasks, time=time, system=system, iterations=iterations, learning_rate=learning_rate,
+    fit_tasks, to_data_units = tasks, None
+    if amortised.attrs.get("output_scaling") == "self":
+        fit_tasks, to_data_units = in_training_units(trained, tasks)
+        options = dict(options, output_scaling="training")
+    initialise = _warm_start(trained, fit_tasks, options, gauss_newton_steps)
+    refined = per_task_posterior(fit_tasks, time=time, system=system, iterations=iterations, learning_rate=learning_rate,
                                  n_samples=n_samples, seed=seed, device=trained.device, initialise=initialise)
+    if to_data_units is not None:
+        refined = to_data_units(refined)
     first_ms, refine_ms = float(amortised.attrs["infer_ms_per_task"]), float(refined.attrs["infer_ms_per_task"])
     refined["amortised_latent_mean"] = amortised["latent_mean"]
     refined["amortised_latent_std"] = amortised["latent_std"]
@@ -153,6 +159,41 @@ def refine(trained, tasks, amortised: xr.Dataset | None = None, *, time=None, ti
     refined.attrs.update({"refined": 1, "first_answer_ms_per_task": first_ms, "refine_ms_per_task": refine_ms,
                           "infer_ms_per_task": first_ms + refine_ms})
     return refined
+
+
+def in_training_units(trained, tasks):
+    """``tasks`` with each output mapped affinely from its own scale onto the training set's, and the inverse map.
+
+    The first answer of data in other units (``output_scaling="self"``: a microarray's thousands where the
+    simulator made ones) standardises each output by its own mean and std; the ODE fit needs the outputs
+    in the units its kinetic ranges describe, so the data are fitted as
+    ``y' = m_train + s_train (y - m_own) / s_own`` (``y_se`` scaled alike) and the refined outputs are
+    mapped back.  The latent force keeps the training units, as in the first answer.
+
+    Returns
+    -------
+    (TaskSet, callable)
+        The mapped tasks, and ``result -> result`` that maps ``output_mean`` and ``output_std``
+        ``(task, output, time)`` of a refined result back to the data's units.
+    """
+    from .data import TaskSet
+    from .standardise import standardise
+
+    own = standardise(tasks, trained.normaliser, output_scaling="self", latent=False)
+    own_mean, own_std = (v.numpy()[None] for v in (own.y_mean, own.y_std))
+    train_mean, train_std = (v.numpy()[None] for v in trained.normaliser.y_stats(own.y_mean))
+    gain = train_std / own_std
+    mapped = tasks.dataset.assign(y=(tasks.dataset["y"] - own_mean) * gain + train_mean)
+    if "y_se" in mapped:
+        mapped["y_se"] = tasks.dataset["y_se"] * gain
+
+    def to_data_units(result: xr.Dataset) -> xr.Dataset:
+        result = result.copy()
+        result["output_mean"] = (result["output_mean"] - train_mean) / gain + own_mean
+        result["output_std"] = result["output_std"] / gain
+        return result
+
+    return TaskSet(mapped), to_data_units
 
 
 def _warm_start(trained, tasks, options: dict, gauss_newton_steps: int):

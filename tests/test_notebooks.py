@@ -62,7 +62,8 @@ _beyond = {name: float(_np.mean(((res["latent_mean"].values - _one) / model.norm
 print("CHECK " + _json.dumps({"change": float(_np.abs(model.infer(_big)["latent_mean"].values
                                                       - model.infer(p53)["latent_mean"].values).max()), **_rmse,
                               "beyond": _beyond, "scores": [float(v) for v in p53_scores],
-                              "first_pick": float(plan["time"].iloc[0])}))
+                              "first_pick": float(plan["time"].iloc[0]),
+                              "p53_peaks": [float(r["time"][int(_np.argmax(r["latent_mean"].values[0]))]) for r in (p53_first, p53_refined)]}))
 """,
     "06_your_own_system.ipynb": _PRIOR_MSE.format(truth='test_tasks.dataset["f"]', train="train_tasks", result="result"),
 }
@@ -120,6 +121,8 @@ def _real_data_sentences(text: str, check: dict) -> None:
     found = re.search(rf"Refined latent MSE {NUMBER} against the first answer's {NUMBER} and the per-task LFM's {NUMBER};", text)
     assert found, "no sentence comparing the refined answer"
     assert all(_close(stated, beyond[name]) for stated, name in zip(found.groups(), ("refined", "first answer", "per-task LFM from the prior"))), (found.group(0), check)
+    found = re.search(rf"the first answer's activity peaks at {NUMBER} h, the refined one's at {NUMBER} h", text)
+    assert found and [float(v) for v in found.groups()] == check["p53_peaks"], (found and found.group(0), check)
     found = re.search(r"the first (falls inside|falls outside) the 4-8 h gap", text)
     assert found and found.group(1) == ("falls inside" if 4 < check["first_pick"] < 8 else "falls outside"), (found and found.group(0), check)
 

@@ -52,6 +52,26 @@ def test_refined_result_keeps_the_first_answer_and_its_format(transcription):
     assert refined.attrs["infer_ms_per_task"] == pytest.approx(refined.attrs["first_answer_ms_per_task"] + refined.attrs["refine_ms_per_task"])
 
 
+def test_data_in_other_units_is_refined_in_the_training_units_and_answered_in_its_own(transcription):
+    """A microarray's thousands: with ``output_scaling="self"`` the fit runs on the outputs mapped onto the
+    training scale, so scaling a task's outputs by 500 and shifting them by 1000 scales the refined outputs the
+    same way and leaves the refined force as it was (before, the fit ran on the raw thousands and came back flat)."""
+    from dklfm_explore import TaskSet
+
+    model, tasks, _ = transcription
+    one = tasks.isel([0])
+    scaled = TaskSet(one.dataset.assign(y=one.dataset["y"] * 500.0 + 1000.0))
+    plain = _quiet_infer(model, one, refine=True, output_scaling="self")
+    big = _quiet_infer(model, scaled, refine=True, output_scaling="self")
+    # Same fit on the same mapped numbers; the tolerance covers rounding through the affine maps and the solver.
+    np.testing.assert_allclose(big["latent_mean"].values, plain["latent_mean"].values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(big["output_mean"].values, plain["output_mean"].values * 500.0 + 1000.0, rtol=1e-5)
+    np.testing.assert_allclose(big["output_std"].values, plain["output_std"].values * 500.0, rtol=1e-5)
+    # and the refined outputs follow the data: within 10% of the outputs' spread (10% observation noise)
+    error = np.abs(big["output_mean"].values - scaled.dataset["y_clean"].values * 500.0 - 1000.0).mean()
+    assert error < 0.1 * float(scaled.dataset["y"].std())
+
+
 def test_zero_iterations_reproduce_the_warm_start(transcription):
     """The warm start maps the amortised latent mean exactly onto the per-task LFM's force at its inducing points."""
     from dklfm_explore.refine import refine
