@@ -168,8 +168,6 @@ def test_train_then_revert_to_the_bundled_model(app):
     expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=STEP_TIMEOUT_MS)
 
 
-@pytest.mark.xfail(reason="known bug (issue 13, open): after the merges of this session the question before replacing a loaded "
-                          "upload with an empty file stays hidden in the browser", strict=False)
 def test_upload_good_then_empty_asks_then_clears(app, tmp_path):
     good = tmp_path / "example.csv"
     good.write_text(example_csv("transcription"))

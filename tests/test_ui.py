@@ -194,8 +194,7 @@ def test_device_choices_are_available_devices():
 def test_upload_with_wrong_suffix_keeps_app_working():
     session = Session()
     view = YourDataView(session, TrainingView(session))
-    view.upload.filename = "data.xlsx"
-    view.upload.value = b"\x00\x01"
+    view.upload.param.update(filename="data.xlsx", value=b"\x00\x01")
     assert view.message_kind == "danger"
     assert "upload a .csv or a .nc file" in view.message
     assert view.tasks is None and view.download_csv.disabled
@@ -279,8 +278,7 @@ def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
     from dklfm_explore.io import example_csv
 
     view = app.your_data
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     if view.confirm.pending:  # the module's app may hold an earlier test's upload
         view.confirm.answer(True)
     assert view.message_kind == "danger"
@@ -311,8 +309,7 @@ def test_upload_example_then_bad_file():
     assert isinstance(view._latent.object, hv.Overlay)
     table = result_table(view.result)
     assert {"time", "latent_mean", "latent_std"} <= set(table.columns)
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     assert view.result is not None and "Replace example.csv and its results with bad.csv?" == view.confirm.text
     view.confirm.answer(True)
     assert view.message_kind == "danger" and view.message
@@ -567,17 +564,33 @@ def test_an_empty_upload_clears_the_previous_result_and_error():
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
     assert view.result is not None and not view.download_csv.disabled
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     assert view.result is not None and view.confirm.pending  # nothing replaced before the answer
     view.confirm.answer(True)
     assert "bad.csv" in view.message
-    view.upload.filename = "empty.csv"
-    view.upload.value = b""
+    view.upload.param.update(filename="empty.csv", value=None)
     assert not view.confirm.pending  # the bad file left nothing loaded to replace
     assert view.message == "empty.csv is empty; upload a CSV with a header row and one row per measured point."
     assert view.result is None and view.tasks is None and view.download_csv.disabled
     assert view._latent.object is None and view._summary.object == ""
+
+
+def test_the_same_empty_file_uploaded_again_asks_again():
+    """The browser sends one message with the filename and bytes of an upload, and only what changed."""
+    from dklfm_explore.measurements import example_csv
+
+    view = Explorer().your_data
+    view.upload.param.update(filename="example.csv", value=example_csv("transcription").encode())
+    result = view.result
+    assert result is not None and view.upload.filename is None
+    for _ in range(2):
+        view.upload.param.update(filename="empty.csv", value=None)
+        assert view.confirm.text == "Replace example.csv and its results with empty.csv?"
+        view.confirm.answer(False)
+        assert view.result is result
+    view.upload.param.update(filename="empty.csv", value=None)
+    view.confirm.answer(True)
+    assert view.message.startswith("empty.csv is empty") and view.result is None
 
 
 def test_timed_infer_reports_the_first_call_apart():

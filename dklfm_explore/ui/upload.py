@@ -91,11 +91,19 @@ class YourDataView(ModelSection):
         self._use(tasks, "the bundled p53 data (5 Gy)")
         return tasks
 
-    def _on_upload(self, *events) -> None:
-        """A file arrived; an empty one arrives as a new filename with no value (the widget sends no bytes)."""
-        if self.upload.value is None and not any(event.name == "filename" for event in events):
+    def _on_upload(self, *_) -> None:
+        """A file arrived (an empty one as a filename with no bytes): read it, then clear the widget.
+
+        The browser sends only what changed, so a second upload of the same file (an empty one after
+        "Keep", say) would never arrive: the widget is cleared here at once, and in the browser. The
+        browser's clearing comes back as no filename, which is no upload.
+        """
+        if self.upload.filename is None:
             return
-        content, filename = self.upload.value or b"", self.upload.filename or "upload.csv"
+        content, filename = self.upload.value or b"", self.upload.filename
+        with param.discard_events(self.upload):
+            self.upload.param.update(value=None, filename=None, mime_type=None)
+        self.upload.clear()
         self._replace(filename, lambda: self.load_bytes(content, filename))
 
     def _replace(self, new: str, load) -> None:
