@@ -742,43 +742,39 @@ def test_uploading_over_loaded_data_asks_and_keeping_loses_nothing():
     assert view.tasks.n_tasks == 3 and view.result is not result
 
 
-def _refinable(model):
-    """A stand-in class: ``model`` with an ``infer`` that takes ``refine`` (its refined latent mean is 1 everywhere)."""
-
-    class Refinable:
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-        def infer(self, tasks, *, refine=False, **query):
-            result = model.infer(tasks, **query)
-            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
-
-    return Refinable
-
-
-def test_the_refine_button_is_shown_only_when_infer_takes_refine():
-    from dklfm_explore.ui.inference import refine_supported
-
+@needs_bundled
+def test_refine_in_the_inference_view_is_the_models_refined_answer_for_the_shown_task():
     app = Explorer()
     model = app.session.model
-
-    Refinable = _refinable(model)
-
-    class Plain:
-        def infer(self, tasks, **query):
-            return model.infer(tasks, **query)
-
-    assert refine_supported(Refinable()) and not refine_supported(Plain())
-    assert app.inference.refine_button.visible == refine_supported(model)
-    app.session.add_model(Refinable(), "refinable", current=True)
-    assert app.inference.refine_button.visible
+    button = app.inference.refine_button
+    assert button.visible and not button.disabled
     app.show("Inference")
     app.inference.first_job.join(JOB_TIMEOUT_S)
+    first = app.inference.result
     app.inference.refine()
     app.inference.refine_job.join(JOB_TIMEOUT_S)
-    np.testing.assert_array_equal(app.inference.refined_result["latent_mean"].values, 1.0)
-    assert "DKLFM refined" in app.inference._metrics.object
-    assert len(app.inference.latent_plot()) == 2
+    refined = app.inference.refined_result
+    expected = model.infer(app.inference.one, refine=True)
+    np.testing.assert_allclose(refined["latent_mean"].values, expected["latent_mean"].values, rtol=1e-10)
+    assert not np.allclose(refined["latent_mean"].values, first["latent_mean"].values)  # a fit moved the first answer
+    assert app.inference.result is first and "DKLFM refined" in app.inference._metrics.object
+    assert len(app.inference.latent_plot()) == 2 and not button.disabled
+
+
+def test_refine_says_where_it_does_not_apply():
+    from types import SimpleNamespace
+
+    from dklfm_explore.ui.inference import refine_reason, show_refine
+
+    import panel as pn
+
+    assert refine_reason(SimpleNamespace(system_name="transcription")) == ""
+    button = pn.widgets.Button()
+    show_refine(button, SimpleNamespace(system_name="reaction-diffusion"))
+    assert button.visible and button.disabled
+    assert button.description.startswith("Refining does not apply to 'reaction-diffusion'")
+    show_refine(button, None)
+    assert not button.visible
 
 
 def test_the_ood_badge_says_in_or_out_of_distribution():
@@ -827,21 +823,18 @@ def test_plots_leave_the_mouse_wheel_to_the_page():
         assert not isinstance(toolbar.active_scroll, WheelZoomTool)  # HoloViews' default would make it the active one
 
 
-def test_your_data_refines_with_a_model_whose_infer_takes_refine():
+@needs_bundled
+def test_your_data_refine_shows_the_models_refined_answer_for_the_upload():
     from dklfm_explore.io import example_csv
-    from dklfm_explore.ui.inference import refine_supported
 
     app = Explorer()
-    model = app.session.model
-
-    Refinable = _refinable(model)
-
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
-    assert view.refine_button.visible == refine_supported(model)
-    app.session.add_model(Refinable(), "refinable", current=True)
-    assert view.refine_button.visible
+    first = view.result
+    assert view.refine_button.visible and not view.refine_button.disabled
     view.refine()
     view.refine_job.join(JOB_TIMEOUT_S)
-    np.testing.assert_array_equal(view.result["latent_mean"].values, 1.0)
+    expected = app.session.model.infer(view.tasks, refine=True, time=first["time"].values)
+    np.testing.assert_allclose(view.result["latent_mean"].values, expected["latent_mean"].values, rtol=1e-10)
+    assert view.result.attrs["refined"] == 1 and not np.allclose(view.result["latent_mean"].values, first["latent_mean"].values)
     assert "refined answer" in view.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import statistics
 import time as clock
 import warnings
@@ -17,7 +16,8 @@ from .. import plots
 from ..data import TaskSet
 from ..metrics import latent_metrics, task_latent_mse
 from ..model.baselines import EXACT_SYSTEMS
-from ..errors import ExtrapolationWarning
+from ..errors import ExtrapolationWarning, InvalidInputError
+from ..refine import refinable_system
 from .base import BackgroundJob, Section
 from .session import Session, simulate_spec
 from .training import STANDARDISED_HELP, TrainingView
@@ -216,12 +216,19 @@ def plot_pane(method) -> pn.Column:
     return pn.Column(pn.param.ParamMethod(method, sizing_mode="stretch_width", linked_axes=False), sizing_mode="stretch_width")
 
 
-def refine_supported(model) -> bool:
-    """Whether ``model.infer`` takes ``refine`` (a per-task fit started from the amortised answer)."""
+def refine_reason(model) -> str:
+    """Why refining does not apply to ``model`` ('' when it does): it needs a registered system with an ODE right-hand side."""
     try:
-        return "refine" in inspect.signature(model.infer).parameters
-    except (TypeError, ValueError):
-        return False
+        refinable_system(model.system_name)
+    except InvalidInputError as error:
+        return str(error)
+    return ""
+
+
+def show_refine(button: pn.widgets.Button, model) -> None:
+    """Show the Refine ``button`` for ``model``: enabled where refining applies, else greyed with the reason as its tooltip."""
+    reason = "" if model is None else refine_reason(model)
+    button.param.update(visible=model is not None, disabled=bool(reason), description=reason or REFINE_HELP)
 
 
 def ood_badge(result, task: int = 0) -> str:
@@ -288,7 +295,7 @@ class InferenceView(ResultSection):
     def _new_model(self):
         self.summary = []
         self._summary.object = ""
-        self.refine_button.visible = self.session.model is not None and refine_supported(self.session.model)
+        show_refine(self.refine_button, self.session.model)
         self.refresh()
 
     def _on_tasks(self, *_):
@@ -348,7 +355,7 @@ class InferenceView(ResultSection):
     def refine(self) -> None:
         """Refine the shown task's posterior by a short fit of that task alone (``model.infer(..., refine=True)``), on a worker thread."""
         model, one, generation = self.session.model, self.one, self._generation
-        if model is None or one is None or self.result is None or self.refine_job.running or not refine_supported(model):
+        if model is None or one is None or self.result is None or self.refine_job.running or refine_reason(model):
             return
         self.say(f"Refining test task {self.shown_task} by a per-task fit...")
         self.refine_button.disabled = True
@@ -364,10 +371,7 @@ class InferenceView(ResultSection):
                 self.refined_result = result
             self.say("")
 
-        def finished():
-            self.refine_button.disabled = False
-
-        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
+        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: setattr(self.refine_button, "disabled", bool(refine_reason(model))))
 
     def _others(self) -> dict:
         """The other results of the shown task beside the DKLFM's, by label."""

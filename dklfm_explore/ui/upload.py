@@ -17,7 +17,7 @@ from ..errors import InvalidInputError
 from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from ..ood import ood_sentence
 from .base import BackgroundJob
-from .inference import REFINE_HELP, ModelSection, latent_mse, ood_badge, refine_mesh, refine_supported
+from .inference import REFINE_HELP, ModelSection, latent_mse, ood_badge, refine_mesh, refine_reason, show_refine
 from .session import Session
 from .training import TrainingView
 
@@ -163,13 +163,13 @@ class YourDataView(ModelSection):
         else:
             self.result = model.infer(self.tasks, time=refine_mesh(self.tasks.dataset["time"].values, QUERY_REFINEMENT))
         self.download_csv.disabled = self.download_nc.disabled = False
-        self.refine_button.visible = refine_supported(model)
+        show_refine(self.refine_button, model)
         self._draw()
 
     def refine(self) -> None:
         """Replace the first answer by a per-task fit started from it (``model.infer(..., refine=True)``), on a worker thread."""
         model, tasks = self.session.model, self.tasks
-        if model is None or tasks is None or self.result is None or self.refine_job.running or not refine_supported(model):
+        if model is None or tasks is None or self.result is None or self.refine_job.running or refine_reason(model):
             return
         query = {} if tasks.is_spatial else {"time": refine_mesh(tasks.dataset["time"].values, QUERY_REFINEMENT)}
         self.say(f"Refining the {tasks.n_tasks} series by a per-task fit...")
@@ -184,10 +184,7 @@ class YourDataView(ModelSection):
                 self.say("Refined by a per-task fit; the plots and downloads show the refined answer.", "success")
                 self._draw()
 
-        def finished():
-            self.refine_button.disabled = False
-
-        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
+        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: setattr(self.refine_button, "disabled", bool(refine_reason(model))))
 
     def _clear(self):
         self._all.object = self._latent.object = self._outputs.object = None
