@@ -16,7 +16,7 @@ from dklfm_explore.ui.session import Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
 from dklfm_explore.ui.training import FROM_SIMULATOR, FROM_TASK_SET, TrainingView
-from dklfm_explore.ui.inference import latent_mse, refine_mesh
+from dklfm_explore.ui.results import latent_mse, refine_mesh
 from dklfm_explore.ui.upload import YourDataView, result_table
 
 JOB_TIMEOUT_S = 60
@@ -594,7 +594,7 @@ def test_the_same_empty_file_uploaded_again_asks_again():
 
 
 def test_timed_infer_reports_the_first_call_apart():
-    from dklfm_explore.ui.inference import TIMING_REPEATS, timed_infer
+    from dklfm_explore.ui.results import TIMING_REPEATS, timed_infer
 
     calls = []
 
@@ -645,7 +645,7 @@ def test_a_new_task_set_clears_the_results_of_the_old_one():
 
 
 def test_a_result_is_greyed_out_while_it_is_recomputed():
-    from dklfm_explore.ui.inference import FRESH, STALE
+    from dklfm_explore.ui.sections import FRESH, STALE
 
     app = Explorer()
     app.show("Inference")
@@ -764,7 +764,7 @@ def test_refine_in_the_inference_view_is_the_models_refined_answer_for_the_shown
 def test_refine_says_where_it_does_not_apply():
     from types import SimpleNamespace
 
-    from dklfm_explore.ui.inference import refine_reason, show_refine
+    from dklfm_explore.ui.results import refine_reason, show_refine
 
     import panel as pn
 
@@ -778,7 +778,7 @@ def test_refine_says_where_it_does_not_apply():
 
 
 def test_the_ood_badge_says_in_or_out_of_distribution():
-    from dklfm_explore.ui.inference import ood_badge
+    from dklfm_explore.ui.results import ood_badge
 
     result = xr.Dataset({"ood_score": ("task", [0.4, 3.0]), "out_of_distribution": ("task", [False, True])})
     assert "in distribution (score 0.4 ≤ 1)" in ood_badge(result, 0)

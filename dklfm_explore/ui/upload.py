@@ -17,7 +17,8 @@ from ..errors import InvalidInputError
 from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from ..ood import ood_sentence
 from .base import BackgroundJob
-from .inference import REFINE_HELP, ModelSection, latent_mse, ood_badge, refine_mesh, refine_reason, show_refine
+from .results import REFINE_HELP, latent_mse, ood_badge, refine_mesh, refine_reason, show_refine
+from .sections import ModelSection
 from .session import Session
 from .training import TrainingView
 
