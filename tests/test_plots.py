@@ -89,6 +89,26 @@ def test_latent_posterior_layers_and_band(genes):
     assert len(spikes) == genes.n_time
 
 
+def test_next_measurements_are_marked_over_the_whole_latent_range_with_their_ranks(genes):
+    import pandas as pd
+
+    result = result_from_truth(genes)
+    suggestions = pd.DataFrame({"rank": [1, 2], "time": [3.5, 7.25], "variance_reduction": [0.02, 0.005],
+                                "remaining_variance": [0.1, 0.095]})
+    layers = plots.latent_posterior(result, 1, genes, suggestions=suggestions).values()
+    marks, labels = layers[-2:]
+    assert (type(marks), type(labels), marks.label) == (hv.Spikes, hv.Labels, "measure next")
+    np.testing.assert_allclose(marks.dimension_values("time"), [3.5, 7.25])
+    np.testing.assert_allclose(marks.dimension_values("variance_reduction"), [0.02, 0.005])
+    assert list(labels.dimension_values("rank")) == ["1", "2"]
+    band = layers[0]
+    low, high = band.dimension_values(1).min(), band.dimension_values(2).max()
+    options = marks.opts.get().kwargs
+    np.testing.assert_allclose([options["position"], options["position"] + options["spike_length"]], [low, high])
+    np.testing.assert_allclose(labels.dimension_values(1), high)
+    assert len(plots.latent_posterior(result, 1, genes, suggestions=suggestions.iloc[:0])) == len(layers) - 2
+
+
 def test_latent_posterior_without_tasks_has_two_layers(genes):
     overlay = plots.latent_posterior(result_from_truth(genes), 0)
     assert len(overlay) == 2

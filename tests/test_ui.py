@@ -838,3 +838,48 @@ def test_your_data_refine_shows_the_models_refined_answer_for_the_upload():
     np.testing.assert_allclose(view.result["latent_mean"].values, expected["latent_mean"].values, rtol=1e-10)
     assert view.result.attrs["refined"] == 1 and not np.allclose(view.result["latent_mean"].values, first["latent_mean"].values)
     assert "refined answer" in view.message
+
+
+def _marks(overlay):
+    """The suggested next measurement times marked on a latent plot (its Spikes labelled 'measure next')."""
+    spikes = [layer for layer in overlay if isinstance(layer, hv.Spikes) and layer.label == "measure next"]
+    return spikes[0] if spikes else None
+
+
+@needs_bundled
+def test_inference_marks_where_to_measure_next_as_the_design_module_ranks_it():
+    import pandas as pd
+
+    from dklfm_explore.design import next_measurements
+
+    app = Explorer()
+    view = app.inference
+    view.param.update(task=3, next_k=4)
+    app.show("Inference")
+    view.first_job.join(JOB_TIMEOUT_S)
+    expected = next_measurements(app.session.model, app.session.test_tasks.isel([3]), 4)
+    pd.testing.assert_frame_equal(view.suggestions, expected)
+    marks = _marks(view.latent_plot())
+    np.testing.assert_allclose(marks.dimension_values("time"), expected["time"])
+    np.testing.assert_allclose(marks.dimension_values("variance_reduction"), expected["variance_reduction"])
+    assert len(set(expected["time"])) == 4  # greedy picks never repeat a time
+    assert f"1. time {expected['time'][0]:.3g} h: −{expected['variance_reduction'][0]:.2g}" in view._next_text.object
+    view.next_k = 0
+    assert view.suggestions is None and _marks(view.latent_plot()) is None and view._next_text.object == ""
+
+
+@needs_bundled
+def test_your_data_marks_where_to_measure_the_shown_series_next():
+    from dklfm_explore.design import next_measurements
+
+    app = Explorer()
+    view = app.your_data
+    view.load_p53()
+    view.param.update(task=2, next_k=2)
+    expected = next_measurements(app.session.model, view.tasks, 2, task=2)
+    np.testing.assert_allclose(view.suggestions["time"], expected["time"])
+    np.testing.assert_allclose(_marks(view._latent.object).dimension_values("time"), expected["time"])
+    np.testing.assert_allclose(view.suggestions["variance_reduction"], expected["variance_reduction"])
+    other = next_measurements(app.session.model, view.tasks, 2, task=0)
+    assert not np.allclose(other["variance_reduction"], expected["variance_reduction"])  # each series its own ranking
+    assert "Where to measure next" in view._next_text.object and view._next_k.visible

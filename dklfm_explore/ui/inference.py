@@ -11,6 +11,7 @@ from .. import plots
 from ..data import TaskSet
 from ..metrics import latent_metrics
 from .base import BackgroundJob
+from .next_measurements import DEFAULT_NEXT, MAX_NEXT, k_input, suggest, suggestions_text
 from .results import (REFINED_LABEL, REFINE_HELP, TIMING_REPEATS, baseline_for, latent_mse, ood_badge, refine_reason,
                       show_refine, timed_infer)
 from .sections import ResultSection, plot_pane
@@ -28,6 +29,8 @@ class InferenceView(ResultSection):
     baseline_result = param.Parameter(default=None, doc="The baseline result for the shown task, or None.")
     refined_result = param.Parameter(default=None, doc="The refined DKLFM result for the shown task (Refine), or None.")
     summary = param.List(default=[], doc="Rows of the summary over all test tasks: dicts of method, latent_mse, coverage95, ms_per_task.")
+    next_k = param.Integer(default=DEFAULT_NEXT, bounds=(0, MAX_NEXT), label="where to measure next (K)", doc="How many next measurement times to suggest.")
+    suggestions = param.DataFrame(default=None, allow_None=True, doc="Where to measure the shown task next (dklfm_explore.design.next_measurements), or None.")
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
@@ -48,6 +51,8 @@ class InferenceView(ResultSection):
         self._metrics = pn.pane.Markdown(self.metrics_text, sizing_mode="stretch_width")
         self._latent = plot_pane(self.latent_plot)
         self._outputs = plot_pane(self.output_plot)
+        self._next_text = pn.pane.Markdown(self.next_text, sizing_mode="stretch_width")
+        self.param.watch(self._suggest, ["result", "next_k"])
         self.param.watch(self._on_task, "task")
         self.param.watch(lambda _: self.refresh(), "baseline")
         session.param.watch(self._on_tasks, ["test_tasks"])
@@ -56,7 +61,7 @@ class InferenceView(ResultSection):
         self._new_model()
 
     def result_panes(self) -> list:
-        return [self._latent, self._outputs, self._metrics]
+        return [self._latent, self._outputs, self._metrics, self._next_text]
 
     def key(self) -> tuple:
         return (id(self.session.model), id(self.session.test_tasks), self.task, self.baseline)
@@ -180,15 +185,28 @@ class InferenceView(ResultSection):
                          f"{self.baseline_ms:.0f} ms for this task (one call, fit included)")
         return "  \n".join(lines)
 
-    @param.depends("result", "baseline_result", "refined_result")
+    def _suggest(self, *_):
+        model = self.session.model if self.result is not None else None
+        self.suggestions = self.guard(lambda: suggest(model, self.one, 0, self.next_k))
+
+    @param.depends("suggestions")
+    def next_text(self) -> str:
+        """Where to measure the shown task next, in words (space x time systems: here only, not on the images)."""
+        return suggestions_text(self.suggestions, self.one)
+
+    @param.depends("result", "baseline_result", "refined_result", "suggestions")
     def latent_plot(self):
-        """The shown task's latent posterior (space x time: images), with the other methods' beside it."""
+        """The shown task's latent posterior (space x time: images), with the other methods' beside it.
+
+        Time-only tasks: the suggested next measurement times are marked on the DKLFM's posterior.
+        """
         if self.result is None or self.one is None:
             return None
         one, task = self.one, self.shown_task
         if one.is_spatial:
             return plots.super_resolution(self.result, 0, one, one)
-        latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})")
+        latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})",
+                                        suggestions=self.suggestions)
         colours = self._colours()
         for label, other in self._others().items():
             side = plots.latent_posterior(other, 0, one, label=label, colour=colours[label], title=f"{label} posterior (test task {task})")
@@ -242,8 +260,8 @@ class InferenceView(ResultSection):
     def __panel__(self):
         return pn.Column(
             self._alert, self._needs_model,
-            pn.Row(self._task_widget, self._baseline_widget, self._summary_button, sizing_mode="stretch_width"),
-            self._metrics, self._summary, self._latent,
+            pn.Row(self._task_widget, self._baseline_widget, self.refine_button, self._summary_button, sizing_mode="stretch_width"),
+            self._metrics, self._summary, k_input(self.param.next_k), self._latent, self._next_text,
             pn.pane.Markdown(f"**Outputs**: posterior mean, 95% band and the observations. {STANDARDISED_HELP}"),
             self._outputs, sizing_mode="stretch_width",
         )
