@@ -260,8 +260,9 @@ class InferenceView(ResultSection):
     def __panel__(self):
         return pn.Column(
             self._alert, self._needs_model,
-            pn.Row(self._task_widget, self._baseline_widget, self.refine_button, self._summary_button, sizing_mode="stretch_width"),
-            self._metrics, self._summary, k_input(self.param.next_k), self._latent, self._next_text,
+            pn.Row(self._task_widget, k_input(self.param.next_k), self._baseline_widget, self.refine_button, self._summary_button,
+                   sizing_mode="stretch_width"),
+            self._metrics, self._summary, self._latent, self._next_text,
             pn.pane.Markdown(f"**Outputs**: posterior mean, 95% band and the observations. {STANDARDISED_HELP}"),
             self._outputs, sizing_mode="stretch_width",
         )

@@ -250,8 +250,8 @@ class YourDataView(ModelSection):
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
             pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
             self._alert, self.confirm, self._needs_model,
-            pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all, self._task_widget,
-            self._next_k, self._latent, self._next_text, self._outputs,
+            pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all,
+            pn.Row(self._task_widget, self._next_k), self._latent, self._next_text, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
             sizing_mode="stretch_width",
         )
