@@ -883,3 +883,16 @@ def test_your_data_marks_where_to_measure_the_shown_series_next():
     other = next_measurements(app.session.model, view.tasks, 2, task=0)
     assert not np.allclose(other["variance_reduction"], expected["variance_reduction"])  # each series its own ranking
     assert "Where to measure next" in view._next_text.object and view._next_k.visible
+
+
+def test_every_systems_settings_have_readable_names():
+    import panel as pn
+
+    from dklfm_explore.systems import SYSTEMS
+
+    view = SystemView(Session(), preview=False)
+    for name in SYSTEMS:
+        view.system = name
+        labels = [widget.name for widget in view.sidebar().select(pn.widgets.Widget) if widget.name]
+        assert len(labels) > 6, name
+        assert not [label for label in labels if "\\" in label or "$" in label], name  # no raw LaTeX such as \\alpha
