@@ -295,7 +295,7 @@ def next_measurement_marks(suggestions, low: float, high: float, tasks: TaskSet 
     return [
         _opts(spikes, color=SUGGESTION_COLOUR, spike_length=high - low, position=low, line_width=2, line_dash="dashed",
               tools=["hover"]),
-        _opts(labels, text_color=SUGGESTION_COLOUR, text_font_size="9pt", text_baseline="top", text_font_style="bold", xoffset=4),
+        _opts(labels, text_color=SUGGESTION_COLOUR, text_font_size="9pt", text_baseline="top", text_align="center", text_font_style="bold"),
     ]
 
 

@@ -37,7 +37,7 @@ class InferenceView(ResultSection):
         self.one: TaskSet | None = None
         self.shown_task = 0
         self.first_ms = self.median_ms = self.baseline_ms = self.refined_ms = float("nan")
-        self._task_widget = pn.widgets.IntSlider(label=self.param.task.label, start=0, end=1, value=0, sizing_mode="stretch_width")
+        self._task_widget = pn.widgets.IntSlider(label=self.param.task.label, start=0, end=1, value=0, width=300)
         self._task_widget.param.watch(lambda event: setattr(self, "task", event.new), "value_throttled")
         self._baseline_widget = pn.widgets.Checkbox.from_param(self.param.baseline)
         self.job = BackgroundJob(self)
@@ -260,8 +260,8 @@ class InferenceView(ResultSection):
     def __panel__(self):
         return pn.Column(
             self._alert, self._needs_model,
-            pn.Row(self._task_widget, k_input(self.param.next_k), self._baseline_widget, self.refine_button, self._summary_button,
-                   sizing_mode="stretch_width"),
+            pn.FlexBox(self._task_widget, k_input(self.param.next_k), self._baseline_widget, self.refine_button, self._summary_button,
+                       align_items="center", sizing_mode="stretch_width"),
             self._metrics, self._summary, self._latent, self._next_text,
             pn.pane.Markdown(f"**Outputs**: posterior mean, 95% band and the observations. {STANDARDISED_HELP}"),
             self._outputs, sizing_mode="stretch_width",
