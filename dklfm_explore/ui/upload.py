@@ -220,11 +220,11 @@ class YourDataView(ModelSection):
             self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)
             self._outputs.object = None
         else:
+            self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
             self._all.object = plots.latent_posteriors(self.result, self.tasks) if self.tasks.n_tasks > 1 else None
             series = f", series {self.result['task'].values[k]}" if self.tasks.n_tasks > 1 else ""
             self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title=f"inferred {name}{series}",
                                                          suggestions=self.suggestions)
-            self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
 
     def _units(self) -> dict[str, str]:
         attrs = self.tasks.dataset.attrs if self.tasks is not None else {}
