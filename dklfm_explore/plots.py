@@ -31,6 +31,7 @@ __all__ = [
     "sample_tasks",
     "latent_posterior",
     "latent_posteriors",
+    "next_measurement_marks",
     "output_posteriors",
     "extrapolation",
     "super_resolution",
@@ -50,6 +51,8 @@ BASELINE_COLOUR = "#d62728"
 REFINED_COLOUR = "#2ca02c"
 TRUTH_COLOUR = "#222222"
 OBSERVATION_COLOUR = "#ff7f0e"
+SUGGESTION_COLOUR = "#6f42c1"
+"""Suggested next measurement times: a colour no model, truth or observation uses."""
 REFERENCE_COLOURS = ("#6c757d", "#d62728", "#2ca02c")
 """Reference levels on the validation curve: the prior mean first, then other methods."""
 BAND_ALPHA = 0.25
@@ -229,6 +232,7 @@ def latent_posterior(
     label: str = "DKLFM",
     colour: str = MODEL_COLOUR,
     title: str | None = None,
+    suggestions=None,
 ) -> hv.Overlay:
     """Draw the latent force posterior of one time-only task: 95% band, mean, truth and observation times.
 
@@ -244,15 +248,55 @@ def latent_posterior(
         (spikes along the bottom, where any output was observed).
     label, colour : str
         Legend entry and colour of the posterior.
+    suggestions : pandas.DataFrame, optional
+        Where to measure next (:func:`~dklfm_explore.design.next_measurements`: ``rank``, ``time``,
+        ``variance_reduction``), marked by :func:`next_measurement_marks`.
 
     Returns
     -------
     hv.Overlay
         Layers in order: band (Area), mean (Curve), then truth (Curve) and
-        observation times (Spikes) when ``tasks`` provides them.
+        observation times (Spikes) when ``tasks`` provides them, then the suggestions' marks.
     """
     name = title if title is not None else f"{_latent_name(tasks)} (task {task})"
-    return _frame(hv.Overlay(_latent_layers(result, task, tasks, label, colour)), name, legend_position="right")
+    layers = _latent_layers(result, task, tasks, label, colour)
+    if suggestions is not None and len(suggestions):
+        low, high = _finite_range(np.concatenate([np.asarray(layer.dimension_values(dim), dtype=float) for layer in layers
+                                                  if not isinstance(layer, hv.Spikes) for dim in layer.vdims]))
+        layers += next_measurement_marks(suggestions, low, high, tasks)
+    return _frame(hv.Overlay(layers), name, legend_position="right")
+
+
+def next_measurement_marks(suggestions, low: float, high: float, tasks: TaskSet | None = None) -> list:
+    """Vertical marks at the suggested next measurement times, from ``low`` to ``high``, each with its rank on top.
+
+    Parameters
+    ----------
+    suggestions : pandas.DataFrame
+        One row per suggestion (:func:`~dklfm_explore.design.next_measurements`): ``rank``, ``time``,
+        ``variance_reduction`` (latent units squared).
+    low, high : float
+        The value range the marks span (the latent plot's).
+    tasks : TaskSet, optional
+        Gives the time unit.
+
+    Returns
+    -------
+    list of HoloViews elements
+        Spikes at the times (hover: time, rank, variance reduction) and Labels with the ranks.
+    """
+    time_dim = _time_dim(tasks)
+    time = suggestions["time"].to_numpy(dtype=float)
+    reduction = suggestions["variance_reduction"].to_numpy(dtype=float)
+    rank = suggestions["rank"].to_numpy(dtype=int)
+    reduction_dim = hv.Dimension("variance_reduction", label="variance reduction")
+    spikes = hv.Spikes((time, reduction, rank), kdims=[time_dim], vdims=[reduction_dim, "rank"], label="measure next")
+    labels = hv.Labels((time, np.full(time.shape, high), rank.astype(str)), kdims=[time_dim, hv.Dimension("latent")], vdims=["rank"])
+    return [
+        _opts(spikes, color=SUGGESTION_COLOUR, spike_length=high - low, position=low, line_width=2, line_dash="dashed",
+              tools=["hover"]),
+        _opts(labels, text_color=SUGGESTION_COLOUR, text_font_size="9pt", text_baseline="top", text_align="center", text_font_style="bold"),
+    ]
 
 
 def latent_posteriors(result: xr.Dataset, tasks: TaskSet | None = None, *, title: str | None = None) -> hv.Overlay:

@@ -168,8 +168,6 @@ def test_train_then_revert_to_the_bundled_model(app):
     expect(app.get_by_text("#1 (in use)")).to_be_visible(timeout=STEP_TIMEOUT_MS)
 
 
-@pytest.mark.xfail(reason="known bug (issue 13, open): after the merges of this session the question before replacing a loaded "
-                          "upload with an empty file stays hidden in the browser", strict=False)
 def test_upload_good_then_empty_asks_then_clears(app, tmp_path):
     good = tmp_path / "example.csv"
     good.write_text(example_csv("transcription"))
@@ -207,3 +205,27 @@ def test_a_whole_training_run_from_the_simulator_fetches_nothing_external(app):
     app.wait_for_timeout(1000)
     SHOTS.mkdir(exist_ok=True)
     app.screenshot(path=str(SHOTS / "trained_from_simulator.png"), full_page=True)
+
+
+FIGURE_RANGE = """title => { for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.title && m.title.text === title && m.x_range) return [m.x_range.start, m.x_range.end]; return null; }"""
+ZOOM = """([title, start, end]) => { for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.title && m.title.text === title && m.x_range) { m.x_range.setv({start, end}); return true; } return false; }"""
+
+SLIDE = """([title, value]) => { for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.title === title && "value_throttled" in m) { m.setv({value, value_throttled: value}); return true; } return false; }"""
+"""Move a slider as the end of a drag does (its value, then its throttled value, which the views follow)."""
+
+
+def test_a_change_of_task_resets_a_zoomed_plot(app):
+    tab(app, "Inference")
+    expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    first, second = "DKLFM: latent force posterior (test task 0)", "DKLFM: latent force posterior (test task 1)"
+    app.wait_for_function(f"() => ({FIGURE_RANGE})({first!r}) !== null", timeout=STEP_TIMEOUT_MS)
+    full = app.evaluate(FIGURE_RANGE, first)
+    assert app.evaluate(ZOOM, [first, 2.0, 4.0])  # as a box or wheel zoom leaves it
+    assert app.evaluate(FIGURE_RANGE, first) == [2.0, 4.0]
+    assert app.evaluate(SLIDE, ["test task", 1])
+    expect(app.get_by_text("on test task 1: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    app.wait_for_function(f"() => ({FIGURE_RANGE})({second!r}) !== null", timeout=STEP_TIMEOUT_MS)
+    assert app.evaluate(FIGURE_RANGE, second) == full

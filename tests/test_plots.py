@@ -89,6 +89,26 @@ def test_latent_posterior_layers_and_band(genes):
     assert len(spikes) == genes.n_time
 
 
+def test_next_measurements_are_marked_over_the_whole_latent_range_with_their_ranks(genes):
+    import pandas as pd
+
+    result = result_from_truth(genes)
+    suggestions = pd.DataFrame({"rank": [1, 2], "time": [3.5, 7.25], "variance_reduction": [0.02, 0.005],
+                                "remaining_variance": [0.1, 0.095]})
+    layers = plots.latent_posterior(result, 1, genes, suggestions=suggestions).values()
+    marks, labels = layers[-2:]
+    assert (type(marks), type(labels), marks.label) == (hv.Spikes, hv.Labels, "measure next")
+    np.testing.assert_allclose(marks.dimension_values("time"), [3.5, 7.25])
+    np.testing.assert_allclose(marks.dimension_values("variance_reduction"), [0.02, 0.005])
+    assert list(labels.dimension_values("rank")) == ["1", "2"]
+    band = layers[0]
+    low, high = band.dimension_values(1).min(), band.dimension_values(2).max()
+    options = marks.opts.get().kwargs
+    np.testing.assert_allclose([options["position"], options["position"] + options["spike_length"]], [low, high])
+    np.testing.assert_allclose(labels.dimension_values(1), high)
+    assert len(plots.latent_posterior(result, 1, genes, suggestions=suggestions.iloc[:0])) == len(layers) - 2
+
+
 def test_latent_posterior_without_tasks_has_two_layers(genes):
     overlay = plots.latent_posterior(result_from_truth(genes), 0)
     assert len(overlay) == 2
@@ -240,3 +260,31 @@ def test_plots_render_with_bokeh(genes, field):
         state = renderer.get_plot(element).state
         assert len(list(state.select({"type": GlyphRenderer}))) == len(leaves) - len(spans), type(element).__name__
         assert len(list(state.select({"type": BoxAnnotation}))) >= len(spans)
+
+
+NESTED_BRACKETS = r"\([^()]*\([^()]*\)\)"
+"""An axis label like "DDB2 (mRNA (a.u.))": a unit in brackets inside a label in brackets."""
+
+
+@pytest.mark.parametrize("system", ["transcription", "lotka-volterra", "reaction-diffusion"])
+def test_every_axis_label_reads_once_and_every_figure_can_be_saved(system):
+    import re
+
+    from bokeh.models import Axis, SaveTool
+
+    tasks = simulate(system, 2, seed=0)
+    result = result_from_truth(tasks)
+    elements = [plots.sample_tasks(tasks, 2)]
+    if tasks.is_spatial:
+        elements += [plots.super_resolution(result, 0, tasks, tasks), plots.super_resolution_profile(result, 0, tasks, 1)]
+    else:
+        elements += [plots.latent_posterior(result, 0, tasks), plots.output_posteriors(result, 0, tasks),
+                     plots.extrapolation(result, 0, tasks, (0.0, float(tasks.time[-1]) / 2))]
+    for element in elements:
+        state = hv.renderer("bokeh").get_plot(element).state
+        labels = [axis.axis_label for axis in state.select({"type": Axis}) if axis.axis_label]
+        assert labels, type(element).__name__
+        for label in labels:
+            assert not re.fullmatch(r"(.+) \(\1\)", label) and not re.search(NESTED_BRACKETS, label), label
+        assert state.toolbar_location is not None, type(element).__name__  # a layout's one toolbar saves all its figures
+        assert any(isinstance(tool, SaveTool) for tool in state.toolbar.tools), type(element).__name__

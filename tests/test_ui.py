@@ -16,7 +16,7 @@ from dklfm_explore.ui.session import Session
 from dklfm_explore.ui.system import PREVIEW_TASKS, SystemView, settings_for
 from dklfm_explore.ui.taskset import TaskSetView, split_tasks
 from dklfm_explore.ui.training import FROM_SIMULATOR, FROM_TASK_SET, TrainingView
-from dklfm_explore.ui.inference import latent_mse, refine_mesh
+from dklfm_explore.ui.results import latent_mse, refine_mesh
 from dklfm_explore.ui.upload import YourDataView, result_table
 
 JOB_TIMEOUT_S = 60
@@ -194,8 +194,7 @@ def test_device_choices_are_available_devices():
 def test_upload_with_wrong_suffix_keeps_app_working():
     session = Session()
     view = YourDataView(session, TrainingView(session))
-    view.upload.filename = "data.xlsx"
-    view.upload.value = b"\x00\x01"
+    view.upload.param.update(filename="data.xlsx", value=b"\x00\x01")
     assert view.message_kind == "danger"
     assert "upload a .csv or a .nc file" in view.message
     assert view.tasks is None and view.download_csv.disabled
@@ -279,8 +278,7 @@ def test_bad_csv_upload_shows_one_sentence_and_keeps_working(app):
     from dklfm_explore.io import example_csv
 
     view = app.your_data
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     if view.confirm.pending:  # the module's app may hold an earlier test's upload
         view.confirm.answer(True)
     assert view.message_kind == "danger"
@@ -311,8 +309,7 @@ def test_upload_example_then_bad_file():
     assert isinstance(view._latent.object, hv.Overlay)
     table = result_table(view.result)
     assert {"time", "latent_mean", "latent_std"} <= set(table.columns)
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     assert view.result is not None and "Replace example.csv and its results with bad.csv?" == view.confirm.text
     view.confirm.answer(True)
     assert view.message_kind == "danger" and view.message
@@ -567,21 +564,37 @@ def test_an_empty_upload_clears_the_previous_result_and_error():
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
     assert view.result is not None and not view.download_csv.disabled
-    view.upload.filename = "bad.csv"
-    view.upload.value = b"when,what\n1,2\n"
+    view.upload.param.update(filename="bad.csv", value=b"when,what\n1,2\n")
     assert view.result is not None and view.confirm.pending  # nothing replaced before the answer
     view.confirm.answer(True)
     assert "bad.csv" in view.message
-    view.upload.filename = "empty.csv"
-    view.upload.value = b""
+    view.upload.param.update(filename="empty.csv", value=None)
     assert not view.confirm.pending  # the bad file left nothing loaded to replace
     assert view.message == "empty.csv is empty; upload a CSV with a header row and one row per measured point."
     assert view.result is None and view.tasks is None and view.download_csv.disabled
     assert view._latent.object is None and view._summary.object == ""
 
 
+def test_the_same_empty_file_uploaded_again_asks_again():
+    """The browser sends one message with the filename and bytes of an upload, and only what changed."""
+    from dklfm_explore.measurements import example_csv
+
+    view = Explorer().your_data
+    view.upload.param.update(filename="example.csv", value=example_csv("transcription").encode())
+    result = view.result
+    assert result is not None and view.upload.filename is None
+    for _ in range(2):
+        view.upload.param.update(filename="empty.csv", value=None)
+        assert view.confirm.text == "Replace example.csv and its results with empty.csv?"
+        view.confirm.answer(False)
+        assert view.result is result
+    view.upload.param.update(filename="empty.csv", value=None)
+    view.confirm.answer(True)
+    assert view.message.startswith("empty.csv is empty") and view.result is None
+
+
 def test_timed_infer_reports_the_first_call_apart():
-    from dklfm_explore.ui.inference import TIMING_REPEATS, timed_infer
+    from dklfm_explore.ui.results import TIMING_REPEATS, timed_infer
 
     calls = []
 
@@ -632,7 +645,7 @@ def test_a_new_task_set_clears_the_results_of_the_old_one():
 
 
 def test_a_result_is_greyed_out_while_it_is_recomputed():
-    from dklfm_explore.ui.inference import FRESH, STALE
+    from dklfm_explore.ui.sections import FRESH, STALE
 
     app = Explorer()
     app.show("Inference")
@@ -729,47 +742,43 @@ def test_uploading_over_loaded_data_asks_and_keeping_loses_nothing():
     assert view.tasks.n_tasks == 3 and view.result is not result
 
 
-def _refinable(model):
-    """A stand-in class: ``model`` with an ``infer`` that takes ``refine`` (its refined latent mean is 1 everywhere)."""
-
-    class Refinable:
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-        def infer(self, tasks, *, refine=False, **query):
-            result = model.infer(tasks, **query)
-            return result.assign(latent_mean=result["latent_mean"] * 0 + float(refine))
-
-    return Refinable
-
-
-def test_the_refine_button_is_shown_only_when_infer_takes_refine():
-    from dklfm_explore.ui.inference import refine_supported
-
+@needs_bundled
+def test_refine_in_the_inference_view_is_the_models_refined_answer_for_the_shown_task():
     app = Explorer()
     model = app.session.model
-
-    Refinable = _refinable(model)
-
-    class Plain:
-        def infer(self, tasks, **query):
-            return model.infer(tasks, **query)
-
-    assert refine_supported(Refinable()) and not refine_supported(Plain())
-    assert app.inference.refine_button.visible == refine_supported(model)
-    app.session.add_model(Refinable(), "refinable", current=True)
-    assert app.inference.refine_button.visible
+    button = app.inference.refine_button
+    assert button.visible and not button.disabled
     app.show("Inference")
     app.inference.first_job.join(JOB_TIMEOUT_S)
+    first = app.inference.result
     app.inference.refine()
     app.inference.refine_job.join(JOB_TIMEOUT_S)
-    np.testing.assert_array_equal(app.inference.refined_result["latent_mean"].values, 1.0)
-    assert "DKLFM refined" in app.inference._metrics.object
-    assert len(app.inference.latent_plot()) == 2
+    refined = app.inference.refined_result
+    expected = model.infer(app.inference.one, refine=True)
+    np.testing.assert_allclose(refined["latent_mean"].values, expected["latent_mean"].values, rtol=1e-10)
+    assert not np.allclose(refined["latent_mean"].values, first["latent_mean"].values)  # a fit moved the first answer
+    assert app.inference.result is first and "DKLFM refined" in app.inference._metrics.object
+    assert len(app.inference.latent_plot()) == 2 and not button.disabled
+
+
+def test_refine_says_where_it_does_not_apply():
+    from types import SimpleNamespace
+
+    from dklfm_explore.ui.results import refine_reason, show_refine
+
+    import panel as pn
+
+    assert refine_reason(SimpleNamespace(system_name="transcription")) == ""
+    button = pn.widgets.Button()
+    show_refine(button, SimpleNamespace(system_name="reaction-diffusion"))
+    assert button.visible and button.disabled
+    assert button.description.startswith("Refining does not apply to 'reaction-diffusion'")
+    show_refine(button, None)
+    assert not button.visible
 
 
 def test_the_ood_badge_says_in_or_out_of_distribution():
-    from dklfm_explore.ui.inference import ood_badge
+    from dklfm_explore.ui.results import ood_badge
 
     result = xr.Dataset({"ood_score": ("task", [0.4, 3.0]), "out_of_distribution": ("task", [False, True])})
     assert "in distribution (score 0.4 ≤ 1)" in ood_badge(result, 0)
@@ -814,21 +823,76 @@ def test_plots_leave_the_mouse_wheel_to_the_page():
         assert not isinstance(toolbar.active_scroll, WheelZoomTool)  # HoloViews' default would make it the active one
 
 
-def test_your_data_refines_with_a_model_whose_infer_takes_refine():
+@needs_bundled
+def test_your_data_refine_shows_the_models_refined_answer_for_the_upload():
     from dklfm_explore.io import example_csv
-    from dklfm_explore.ui.inference import refine_supported
 
     app = Explorer()
-    model = app.session.model
-
-    Refinable = _refinable(model)
-
     view = app.your_data
     view.load_bytes(example_csv("transcription").encode(), "example.csv")
-    assert view.refine_button.visible == refine_supported(model)
-    app.session.add_model(Refinable(), "refinable", current=True)
-    assert view.refine_button.visible
+    first = view.result
+    assert view.refine_button.visible and not view.refine_button.disabled
     view.refine()
     view.refine_job.join(JOB_TIMEOUT_S)
-    np.testing.assert_array_equal(view.result["latent_mean"].values, 1.0)
+    expected = app.session.model.infer(view.tasks, refine=True, time=first["time"].values)
+    np.testing.assert_allclose(view.result["latent_mean"].values, expected["latent_mean"].values, rtol=1e-10)
+    assert view.result.attrs["refined"] == 1 and not np.allclose(view.result["latent_mean"].values, first["latent_mean"].values)
     assert "refined answer" in view.message
+
+
+def _marks(overlay):
+    """The suggested next measurement times marked on a latent plot (its Spikes labelled 'measure next')."""
+    spikes = [layer for layer in overlay if isinstance(layer, hv.Spikes) and layer.label == "measure next"]
+    return spikes[0] if spikes else None
+
+
+@needs_bundled
+def test_inference_marks_where_to_measure_next_as_the_design_module_ranks_it():
+    import pandas as pd
+
+    from dklfm_explore.design import next_measurements
+
+    app = Explorer()
+    view = app.inference
+    view.param.update(task=3, next_k=4)
+    app.show("Inference")
+    view.first_job.join(JOB_TIMEOUT_S)
+    expected = next_measurements(app.session.model, app.session.test_tasks.isel([3]), 4)
+    pd.testing.assert_frame_equal(view.suggestions, expected)
+    marks = _marks(view.latent_plot())
+    np.testing.assert_allclose(marks.dimension_values("time"), expected["time"])
+    np.testing.assert_allclose(marks.dimension_values("variance_reduction"), expected["variance_reduction"])
+    assert len(set(expected["time"])) == 4  # greedy picks never repeat a time
+    assert f"1. time {expected['time'][0]:.3g} h: −{expected['variance_reduction'][0]:.2g}" in view._next_text.object
+    view.next_k = 0
+    assert view.suggestions is None and _marks(view.latent_plot()) is None and view._next_text.object == ""
+
+
+@needs_bundled
+def test_your_data_marks_where_to_measure_the_shown_series_next():
+    from dklfm_explore.design import next_measurements
+
+    app = Explorer()
+    view = app.your_data
+    view.load_p53()
+    view.param.update(task=2, next_k=2)
+    expected = next_measurements(app.session.model, view.tasks, 2, task=2)
+    np.testing.assert_allclose(view.suggestions["time"], expected["time"])
+    np.testing.assert_allclose(_marks(view._latent.object).dimension_values("time"), expected["time"])
+    np.testing.assert_allclose(view.suggestions["variance_reduction"], expected["variance_reduction"])
+    other = next_measurements(app.session.model, view.tasks, 2, task=0)
+    assert not np.allclose(other["variance_reduction"], expected["variance_reduction"])  # each series its own ranking
+    assert "Where to measure next" in view._next_text.object and view._next_k.visible
+
+
+def test_every_systems_settings_have_readable_names():
+    import panel as pn
+
+    from dklfm_explore.systems import SYSTEMS
+
+    view = SystemView(Session(), preview=False)
+    for name in SYSTEMS:
+        view.system = name
+        labels = [widget.name for widget in view.sidebar().select(pn.widgets.Widget) if widget.name]
+        assert len(labels) > 6, name
+        assert not [label for label in labels if "\\" in label or "$" in label], name  # no raw LaTeX such as \\alpha

@@ -6,7 +6,10 @@ import panel as pn
 from panel.io.resources import LOCAL_DIST
 
 from .base import Banner
-from .inference import ExtrapolationView, InferenceView, ModelSection, ResultSection, SuperResolutionView
+from .extrapolation import ExtrapolationView
+from .inference import InferenceView
+from .sections import ModelSection, ResultSection
+from .super_resolution import SuperResolutionView
 from .session import Session
 from .system import SystemView
 from .taskset import TaskSetView

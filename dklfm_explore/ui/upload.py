@@ -17,7 +17,9 @@ from ..errors import InvalidInputError
 from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from ..ood import ood_sentence
 from .base import BackgroundJob
-from .inference import REFINE_HELP, ModelSection, latent_mse, ood_badge, refine_mesh, refine_supported
+from .next_measurements import DEFAULT_NEXT, MAX_NEXT, k_input, suggest, suggestions_text
+from .results import REFINE_HELP, latent_mse, ood_badge, refine_mesh, refine_reason, show_refine
+from .sections import ModelSection
 from .session import Session
 from .training import TrainingView
 
@@ -52,6 +54,8 @@ class YourDataView(ModelSection):
     tasks = param.Parameter(default=None, doc="The uploaded measurements as a TaskSet.")
     result = param.Parameter(default=None, doc="The inference result for the uploaded tasks.")
     task = param.Integer(default=0, bounds=(0, None), label="series", doc="Which uploaded series (replicate) to show.")
+    next_k = param.Integer(default=DEFAULT_NEXT, bounds=(0, MAX_NEXT), label="where to measure next (K)", doc="How many next measurement times to suggest.")
+    suggestions = param.DataFrame(default=None, allow_None=True, doc="Where to measure the shown series next (dklfm_explore.design.next_measurements), or None.")
 
     def __init__(self, session: Session, training: TrainingView, **params):
         super().__init__(session, training, **params)
@@ -67,11 +71,14 @@ class YourDataView(ModelSection):
         self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
         self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._next_text = pn.pane.Markdown(sizing_mode="stretch_width")
+        self._next_k = k_input(self.param.next_k)
+        self._next_k.visible = False
         self._source = "data"
         self.refine_job = BackgroundJob(self)
         self.refine_button = pn.widgets.Button(label="Refine", color="light", visible=False, description=REFINE_HELP)
         self.refine_button.on_click(lambda _: self.refine())
-        self.param.watch(lambda _: self._draw(), "task")
+        self.param.watch(lambda *_: self._draw(), ["task", "next_k"])
         session.param.watch(lambda _: self.infer(), ["model"])
 
     def _system_name(self) -> str:
@@ -91,11 +98,19 @@ class YourDataView(ModelSection):
         self._use(tasks, "the bundled p53 data (5 Gy)")
         return tasks
 
-    def _on_upload(self, *events) -> None:
-        """A file arrived; an empty one arrives as a new filename with no value (the widget sends no bytes)."""
-        if self.upload.value is None and not any(event.name == "filename" for event in events):
+    def _on_upload(self, *_) -> None:
+        """A file arrived (an empty one as a filename with no bytes): read it, then clear the widget.
+
+        The browser sends only what changed, so a second upload of the same file (an empty one after
+        "Keep", say) would never arrive: the widget is cleared here at once, and in the browser. The
+        browser's clearing comes back as no filename, which is no upload.
+        """
+        if self.upload.filename is None:
             return
-        content, filename = self.upload.value or b"", self.upload.filename or "upload.csv"
+        content, filename = self.upload.value or b"", self.upload.filename
+        with param.discard_events(self.upload):
+            self.upload.param.update(value=None, filename=None, mime_type=None)
+        self.upload.clear()
         self._replace(filename, lambda: self.load_bytes(content, filename))
 
     def _replace(self, new: str, load) -> None:
@@ -155,13 +170,13 @@ class YourDataView(ModelSection):
         else:
             self.result = model.infer(self.tasks, time=refine_mesh(self.tasks.dataset["time"].values, QUERY_REFINEMENT))
         self.download_csv.disabled = self.download_nc.disabled = False
-        self.refine_button.visible = refine_supported(model)
+        show_refine(self.refine_button, model)
         self._draw()
 
     def refine(self) -> None:
         """Replace the first answer by a per-task fit started from it (``model.infer(..., refine=True)``), on a worker thread."""
         model, tasks = self.session.model, self.tasks
-        if model is None or tasks is None or self.result is None or self.refine_job.running or not refine_supported(model):
+        if model is None or tasks is None or self.result is None or self.refine_job.running or refine_reason(model):
             return
         query = {} if tasks.is_spatial else {"time": refine_mesh(tasks.dataset["time"].values, QUERY_REFINEMENT)}
         self.say(f"Refining the {tasks.n_tasks} series by a per-task fit...")
@@ -176,16 +191,14 @@ class YourDataView(ModelSection):
                 self.say("Refined by a per-task fit; the plots and downloads show the refined answer.", "success")
                 self._draw()
 
-        def finished():
-            self.refine_button.disabled = False
-
-        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=finished)
+        self.refine_job.start(work, on_progress=lambda _: None, on_done=done, on_finally=lambda: setattr(self.refine_button, "disabled", bool(refine_reason(model))))
 
     def _clear(self):
         self._all.object = self._latent.object = self._outputs.object = None
-        self._summary.object = ""
+        self._summary.object = self._next_text.object = ""
+        self.suggestions = None
         self.download_csv.disabled = self.download_nc.disabled = True
-        self.refine_button.visible = False
+        self.refine_button.visible = self._next_k.visible = False
 
     def _draw(self):
         if self.result is None or self.tasks is None:
@@ -199,15 +212,19 @@ class YourDataView(ModelSection):
         warning = ood_sentence(self.result)
         badge = ood_badge(self.result, k)
         self._summary.object = line + (f" Series {self.result['task'].values[k]}: {badge}" if badge else "") + (f" **{warning}**" if warning else "")
+        self.suggestions = self.guard(lambda: suggest(self.session.model, self.tasks, k, self.next_k))
+        self._next_text.object = suggestions_text(self.suggestions, self.tasks)
+        self._next_k.visible = True
         if self.tasks.is_spatial:
             self._all.object = None
             self._latent.object = plots.super_resolution(self.result, k, self.tasks, self.tasks if self.tasks.has_latent else None)
             self._outputs.object = None
         else:
+            self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
             self._all.object = plots.latent_posteriors(self.result, self.tasks) if self.tasks.n_tasks > 1 else None
             series = f", series {self.result['task'].values[k]}" if self.tasks.n_tasks > 1 else ""
-            self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title=f"inferred {name}{series}")
-            self._outputs.object = plots.output_posteriors(self.result, k, self.tasks)
+            self._latent.object = plots.latent_posterior(self.result, k, self.tasks, title=f"inferred {name}{series}",
+                                                         suggestions=self.suggestions)
 
     def _units(self) -> dict[str, str]:
         attrs = self.tasks.dataset.attrs if self.tasks is not None else {}
@@ -233,7 +250,8 @@ class YourDataView(ModelSection):
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
             pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
             self._alert, self.confirm, self._needs_model,
-            pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all, self._task_widget, self._latent, self._outputs,
+            pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all,
+            pn.Row(self._task_widget, self._next_k), self._latent, self._next_text, self._outputs,
             pn.Row(self.download_csv, self.download_nc),
             sizing_mode="stretch_width",
         )
