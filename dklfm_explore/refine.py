@@ -33,11 +33,13 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .data import TaskSet
 from .errors import InvalidInputError, UnknownNameError
 from .model.baselines._common import cholesky
 from .model.baselines._per_task_laplace import tasks_per_chunk
 from .model.baselines.per_task_lfm import PerTaskLFM, per_task_posterior
 from .systems.base import System, get_system
+from .standardise import standardise
 from .systems.ode import ODESystem
 
 __all__ = ["refine", "refinable_system", "in_training_units", "REFINE_ITERATIONS", "REFINE_LEARNING_RATE", "REFINE_SAMPLES"]
@@ -176,9 +178,6 @@ def in_training_units(trained, tasks):
         The mapped tasks, and ``result -> result`` that maps ``output_mean`` and ``output_std``
         ``(task, output, time)`` of a refined result back to the data's units.
     """
-    from .data import TaskSet
-    from .standardise import standardise
-
     own = standardise(tasks, trained.normaliser, output_scaling="self", latent=False)
     own_mean, own_std = (v.numpy()[None] for v in (own.y_mean, own.y_std))
     train_mean, train_std = (v.numpy()[None] for v in trained.normaliser.y_stats(own.y_mean))

@@ -12,7 +12,7 @@ from .. import plots
 from ..data import TaskSet
 from ..errors import ExtrapolationWarning
 from .results import latent_mse, ood_badge
-from .sections import FRESH_SEED_OFFSET, NO_SPEC, ResultSection, plot_pane
+from .sections import FRESH_SEED_OFFSET, ResultSection, plot_pane
 from .session import Session, simulate_spec
 from .training import TrainingView
 
@@ -46,13 +46,10 @@ class ExtrapolationView(ResultSection):
         if tasks is not None and tasks.is_spatial:
             self.say("Extrapolation is shown for systems over time; use 'Super-resolution' for space-time systems.", "warning")
             return None
-        model = self.model_for(tasks)
-        if model is None:
+        ready = self.model_and_spec(tasks)
+        if ready is None:
             return None
-        spec = self.session.spec
-        if spec is None:
-            self.say(NO_SPEC, "warning")
-            return None
+        model, spec = ready
         start, stop = float(tasks.time[0]), float(tasks.time[-1])
         step = (stop - start) / (tasks.n_time - 1)
         n_intervals = int(round((tasks.n_time - 1) * self.factor))

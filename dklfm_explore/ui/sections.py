@@ -56,6 +56,16 @@ class ModelSection(Section):
         self._needs_model.visible = bool(reason)
         return None if reason else model
 
+    def model_and_spec(self, tasks: TaskSet | None):
+        """``(model, spec)`` to infer fresh tasks simulated like ``tasks``, else None (with the reason shown)."""
+        model = self.model_for(tasks)
+        if model is None:
+            return None
+        if self.session.spec is None:
+            self.say(NO_SPEC, "warning")
+            return None
+        return model, self.session.spec
+
 
 class ResultSection(ModelSection):
     """A model section with one result, computed in two steps.

@@ -8,7 +8,7 @@ import param
 from .. import plots
 from ..data import TaskSet
 from .results import latent_mse, refine_mesh
-from .sections import FRESH_SEED_OFFSET, NO_SPEC, ResultSection, plot_pane
+from .sections import FRESH_SEED_OFFSET, ResultSection, plot_pane
 from .session import Session, simulate_spec
 from .training import TrainingView
 
@@ -60,13 +60,10 @@ class SuperResolutionView(ResultSection):
     def prepare(self):
         """Simulate fresh tasks on the union of the coarse and the fine mesh, observe them coarse, infer fine."""
         tasks = self.session.tasks
-        model = self.model_for(tasks)
-        if model is None:
+        ready = self.model_and_spec(tasks)
+        if ready is None:
             return None
-        spec = self.session.spec
-        if spec is None:
-            self.say(NO_SPEC, "warning")
-            return None
+        model, spec = ready
         seed = spec.seed + FRESH_SEED_OFFSET
         if tasks.is_spatial:
             factor = SUPER_RESOLUTION_FACTOR
