@@ -20,6 +20,24 @@ def test_rbf_matches_formula(seed):
     np.testing.assert_allclose(kernel.diag(a).detach().numpy(), np.full(4, 2.0), atol=1e-12)
 
 
+def test_rbf_gradients_match_the_closed_form_on_and_off_the_diagonal(seed):
+    """dk/da_i = -k (a_i - b_j) / ell^2, dk/ds = k / s, dk/d ell = k |a - b|^2 / ell^3: the diagonal (a = b,
+    where the distance is clamped against rounding) must still pass the scale's gradient."""
+    a = _points(seed, 4).requires_grad_(True)
+    b = torch.cat([a.detach()[:2], _points(seed + 1, 3)])
+    kernel = RBFKernel(scale=2.0, lengthscale=0.7)
+    raw = [kernel.raw_scale, kernel.raw_lengthscale]
+    grad_a, grad_raw_scale, grad_raw_ell = torch.autograd.grad(kernel(a, b).sum(), [a, *raw])
+    (scale_per_raw,) = torch.autograd.grad(kernel.scale, raw[0])
+    (ell_per_raw,) = torch.autograd.grad(kernel.lengthscale, raw[1])
+    grad_scale, grad_ell = grad_raw_scale / scale_per_raw, grad_raw_ell / ell_per_raw
+    gram = kernel(a, b)
+    k, diff = gram.detach().numpy(), a.detach().numpy()[:, None] - b.numpy()[None]
+    np.testing.assert_allclose(grad_a.numpy(), -(k[..., None] * diff).sum(1) / 0.7**2, atol=1e-12)
+    np.testing.assert_allclose(float(grad_scale), k.sum() / 2.0, rtol=1e-12)
+    np.testing.assert_allclose(float(grad_ell), (k * (diff**2).sum(-1)).sum() / 0.7**3, rtol=1e-10)
+
+
 def test_periodic_matches_formula(seed):
     a, b = _points(seed, 4), _points(seed + 1, 5)
     kernel = PeriodicKernel(scale=1.5, lengthscale=0.8, period=1.3)

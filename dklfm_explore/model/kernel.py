@@ -84,10 +84,19 @@ class IdentityFeatures(nn.Module):
         return z.to(torch.float64)
 
 
-def _squared_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``|a_i - b_j|^2`` for ``a (..., n, F)``, ``b (..., m, F)`` without an ``(n, m, F)`` buffer."""
-    cross = a @ b.transpose(-1, -2)
-    return (a.pow(2).sum(-1)[..., :, None] + b.pow(2).sum(-1)[..., None, :] - 2.0 * cross).clamp_min(0.0)
+def _half_squared_distance(a: torch.Tensor, b: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
+    """``-|a_i - b_j|^2 / (2 ell^2)`` for ``a (..., n, F)``, ``b (..., m, F)`` as one batched product.
+
+    ``a`` is augmented to ``[a / ell, -|a / ell|^2 / 2, -1/2]`` and ``b`` to ``[b / ell, 1, |b / ell|^2]``, so the
+    product's only ``(n, m)`` buffer is the result (clamped at 0 in place against rounding): no ``(n, m, F)``
+    difference and none of the intermediates an expanded formula would keep for the backward pass.
+    """
+    a, b = a / lengthscale, b / lengthscale
+    a_norm = a.pow(2).sum(-1, keepdim=True)
+    b_norm = b.pow(2).sum(-1, keepdim=True)
+    left = torch.cat([a, -0.5 * a_norm, torch.full_like(a_norm, -0.5)], dim=-1)
+    right = torch.cat([b, torch.ones_like(b_norm), b_norm], dim=-1)
+    return (left @ right.transpose(-1, -2)).clamp_max_(0.0)
 
 
 class _ScaledKernel(nn.Module):
@@ -126,7 +135,7 @@ class RBFKernel(_ScaledKernel):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
-        return self.scale * torch.exp(-0.5 * _squared_distance(a, b) / self.lengthscale**2)
+        return torch.exp(_half_squared_distance(a, b, self.lengthscale)) * self.scale
 
 
 class PeriodicKernel(_ScaledKernel):
