@@ -7,7 +7,7 @@ import param
 
 from .. import plots
 from ..data import TaskSet
-from .results import latent_mse, refine_mesh
+from .results import latent_mse, latent_name, refine_mesh
 from .sections import FRESH_SEED_OFFSET, ResultSection, plot_pane
 from .session import Session, simulate_spec
 from .training import TrainingView
@@ -119,7 +119,7 @@ class SuperResolutionView(ResultSection):
             return plots.super_resolution(self.result, self.task, self.coarse, self.fine)
         return plots.latent_posterior(
             self.result, self.task, self._shown(),
-            title=f"latent force on {self.fine.n_time} times from {self.coarse.n_time} observed (task {self.task})",
+            title=f"{latent_name(self.fine)} on {self.fine.n_time} times from {self.coarse.n_time} observed (task {self.task})",
         )
 
     @param.depends("result")
