@@ -65,9 +65,11 @@ FIELD_CMAP = "viridis"
 ERROR_CMAP = "magma"
 PLOT_WIDTH = 560
 PLOT_HEIGHT = 260
-SMALL = dict(width=330, height=230)
-"""Size of the panels shown three to a row."""
+SMALL = dict(width=290, height=230, fontsize={"title": "10pt"})
+"""Size of the panels shown three to a row (with their toolbars, three fit beside the sidebar on a 1440 px page)."""
 IMAGE_SIZE = 240
+AXIS_LABEL_CHARS = 22
+"""A value axis's label longer than this is drawn on two lines, so it fits beside a plot's height."""
 LEGEND_WIDTH = 120
 """Extra width of a small panel whose legend sits outside it, on the right."""
 BOKEH = "bokeh"
@@ -103,7 +105,19 @@ def _space_dim(tasks: TaskSet | None) -> hv.Dimension:
 def _latent_dim(tasks: TaskSet | None) -> hv.Dimension:
     """The latent's axis: its name, as the titles and the exports call it, with its unit where that adds to the name."""
     name, unit = _latent_name(tasks), _attr(tasks, "latent_unit")
-    return hv.Dimension("latent", label=name, unit=unit if unit and unit.lower() not in name.lower() else None)
+    unit = unit if unit and unit.lower() not in name.lower() else None
+    return hv.Dimension("latent", label=_fold(name, f" ({unit})" if unit else ""), unit=unit)
+
+
+def _fold(label: str, suffix: str = "", width: int = AXIS_LABEL_CHARS) -> str:
+    """``label`` on two lines when it and its ``suffix`` (the unit) are longer than ``width`` characters,
+    broken at the space nearest the middle of both."""
+    spaces = [k for k, c in enumerate(label) if c == " "]
+    length = len(label) + len(suffix)
+    if length <= width or not spaces:
+        return label
+    k = min(spaces, key=lambda k: abs(k - length / 2))
+    return label[:k] + "\n" + label[k + 1:]
 
 
 def _small_axis(dimension: hv.Dimension) -> str:

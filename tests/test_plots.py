@@ -249,7 +249,7 @@ def test_the_latent_is_called_by_its_name_on_axes_and_titles(genes):
     result = result_from_truth(genes)
     posterior = plots.latent_posterior(result, 0, genes)
     assert posterior.opts.get().kwargs["title"] == "transcription factor activity (task 0)"
-    assert posterior.Curve.DKLFM.vdims[0].pprint_label == "transcription factor activity (a.u.)"
+    assert posterior.Curve.DKLFM.vdims[0].pprint_label == "transcription factor\nactivity (a.u.)"  # two lines: it fits the axis
     panels = plots.sample_tasks(genes, 1).values()
     assert panels[1].opts.get().kwargs["title"] == "transcription factor activity"  # under "task 0: outputs", in its column
     assert panels[1].opts.get().kwargs["ylabel"] == "a.u."  # a small panel's axis: the unit, the title names it

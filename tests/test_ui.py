@@ -357,7 +357,8 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert len(view.grids_plot()) == 5
     assert view._time_widget.visible and view._time_widget.end == 16
     first = view.detail_plot()
-    view._time_widget.value = 16
+    with param.edit_constant(view._time_widget):
+        view._time_widget.value = view._time_widget.value_throttled = 16
     assert view.time_index == 16
     title = view.detail_plot().opts.get().kwargs["title"]
     assert title == f"protein production rate u(x, t) over space at time {view.result['time'].values[16]:.3g}"
@@ -702,13 +703,20 @@ def test_sliders_move_their_setting_at_the_end_of_a_drag_only():
     assert view.settings.noise_level == 0.3
 
 
-def test_inference_task_slider_follows_the_end_of_a_drag_only():
-    app = Explorer()
-    app.inference._task_widget.value = 2
-    assert app.inference.task == 0
-    with param.edit_constant(app.inference._task_widget):
-        app.inference._task_widget.value_throttled = 2
-    assert app.inference.task == 2
+def test_every_result_slider_follows_the_end_of_a_drag_only():
+    app = Explorer(start=False)
+    app.your_data.param.task.bounds = app.inference.param.task.bounds = (0, 5)
+    app.super_resolution._time_widget.end = 5
+    sliders = [(app.inference, "task", app.inference._task_widget, 2), (app.extrapolation, "task", app.extrapolation._task_widget, 2),
+               (app.extrapolation, "factor", app.extrapolation._factor_widget, 2.0), (app.super_resolution, "task", app.super_resolution._task_widget, 2),
+               (app.super_resolution, "time_index", app.super_resolution._time_widget, 2), (app.your_data, "task", app.your_data._task_widget, 2)]
+    for view, name, widget, value in sliders:
+        before = getattr(view, name)
+        widget.value = value  # mid-drag: nothing recomputed
+        assert getattr(view, name) == before, (type(view).__name__, name)
+        with param.edit_constant(widget):
+            widget.value_throttled = value  # the drag ends
+        assert getattr(view, name) == value, (type(view).__name__, name)
 
 
 def test_symbols_and_units_in_labels_read_as_text():
@@ -975,3 +983,18 @@ def test_a_layouts_panels_sit_in_a_wrapping_row_each_with_a_save_tool():
     assert len(pane.__panel__()) == 0
     by_task = PlotPane(plots.sample_tasks(simulate("transcription", 3, seed=0), 3), by_column=True).__panel__()
     assert len(by_task) == 3 and all(len(column) == 2 for column in by_task)  # one task per column: outputs over latent
+
+
+def test_a_system_switch_greys_the_old_preview_until_the_new_one_is_drawn():
+    view = SystemView(Session())
+    pending = []
+    view.later = lambda callback: pending.append(callback) or True
+    old = view._preview_pane.object
+    view.system = "lotka-volterra"
+    assert "Lotka" in view._description.object and view._preview_pane.object is old  # the new equation, the old tasks...
+    assert view._preview_pane.loading and len(pending) == 1  # ... greyed, and the redraw sent after them
+    view.settings.noise_level = 0.2
+    assert len(pending) == 1  # one redraw pending at a time
+    pending.pop()()
+    assert not view._preview_pane.loading and view._preview_pane.object is not old
+    assert view.preview.system_name == "lotka-volterra"

@@ -10,7 +10,10 @@ __all__ = ["PlotPane", "panels_of"]
 
 
 def panels_of(plot) -> list:
-    """The figures of ``plot``: a layout's panels (each with a toolbar, so each can be saved), else the plot itself."""
+    """The figures of ``plot``: a layout's panels, each with a toolbar (so each can be saved), else the plot itself.
+
+    A toolbar sits on the right: one above a figure shares the title's line and disappears beside a long title.
+    """
     if plot is None:
         return []
     if not isinstance(plot, hv.Layout):
@@ -18,7 +21,7 @@ def panels_of(plot) -> list:
     panels = []
     for panel in plot.values():
         if panel.opts.get(backend="bokeh").kwargs.get("toolbar", "right") is None:
-            panel = panel.opts(toolbar="above", clone=True, backend="bokeh")
+            panel = panel.opts(toolbar="right", clone=True, backend="bokeh")
         panels.append(panel)
     return panels
 

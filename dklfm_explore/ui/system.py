@@ -10,7 +10,7 @@ import param
 from .. import plots
 from ..spec import SimulationSpec
 from ..systems import SYSTEMS, System, get_system
-from .base import Section
+from .base import Section, next_tick
 from .panes import PlotPane
 from .session import Session, simulate_spec
 
@@ -170,6 +170,8 @@ class SystemView(Section):
         super().__init__(session, **params)
         self.param.system.objects = list(SYSTEMS)
         self._previewing = preview
+        self.later = next_tick
+        self._preview_pending = False
         self._settings_watcher = None
         self._system_select = pn.widgets.Select.from_param(self.param.system, name="System", sizing_mode="stretch_width")
         self._settings_box = pn.Column(sizing_mode="stretch_width")
@@ -190,12 +192,22 @@ class SystemView(Section):
         self._settings_watcher = (self.settings, watcher)
         self._draw_settings()
         if self._previewing:
-            self.refresh_preview()
+            self._preview_soon()
 
     def _on_settings(self, *events):
         if any(event.name == "kernel" for event in events):
             self._draw_settings()
         if self._previewing:
+            self._preview_soon()
+
+    def _preview_soon(self):
+        """Grey the preview now and redraw it on the page's next tick (at once off a server), so the new equation
+        or settings never stand over the old tasks looking current."""
+        self._preview_pane.loading = True
+        if self._preview_pending:
+            return
+        self._preview_pending = self.later(self.refresh_preview)
+        if not self._preview_pending:
             self.refresh_preview()
 
     def _draw_settings(self):
@@ -224,6 +236,7 @@ class SystemView(Section):
     def refresh_preview(self):
         """Simulate :data:`PREVIEW_TASKS` tasks with the current settings and draw them (and from now on at every change)."""
         self._previewing = True
+        self._preview_pending = False
 
         def run():
             spec = self.settings.spec()
@@ -232,6 +245,7 @@ class SystemView(Section):
             self._preview_pane.object = plots.sample_tasks(self.preview, PREVIEW_TASKS)
             self.say("")
         self.guard(run)
+        self._preview_pane.loading = False
 
     def sidebar(self) -> pn.viewable.Viewable:
         """The widgets: system choice and its settings."""

@@ -67,7 +67,7 @@ class YourDataView(ModelSection):
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
         self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
         self.p53_button.on_click(lambda _: self._replace("the bundled p53 data (5 Gy)", self.load_p53))
-        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
+        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False, throttled=True)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
         self._all = PlotPane()
         self._latent = PlotPane()
