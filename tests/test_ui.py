@@ -950,6 +950,7 @@ def test_your_data_marks_where_to_measure_the_shown_series_next():
     other = next_measurements(app.session.model, view.tasks, 2, task=0)
     assert not np.allclose(other["variance_reduction"], expected["variance_reduction"])  # each series its own ranking
     assert "Where to measure next" in view._next_text.object and view._next_k.visible
+    assert "p53 activity units squared" in view._next_text.object  # the latent by its name, as on the plots
 
 
 def test_every_systems_settings_have_readable_names():
