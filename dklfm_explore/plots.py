@@ -65,9 +65,11 @@ FIELD_CMAP = "viridis"
 ERROR_CMAP = "magma"
 PLOT_WIDTH = 560
 PLOT_HEIGHT = 260
-SMALL = dict(width=330, height=230)
-"""Size of the panels shown three to a row."""
+SMALL = dict(width=290, height=230, fontsize={"title": "10pt"})
+"""Size of the panels shown three to a row (with their toolbars, three fit beside the sidebar on a 1440 px page)."""
 IMAGE_SIZE = 240
+AXIS_LABEL_CHARS = 22
+"""A value axis's label longer than this is drawn on two lines, so it fits beside a plot's height."""
 LEGEND_WIDTH = 120
 """Extra width of a small panel whose legend sits outside it, on the right."""
 BOKEH = "bokeh"
@@ -101,8 +103,26 @@ def _space_dim(tasks: TaskSet | None) -> hv.Dimension:
 
 
 def _latent_dim(tasks: TaskSet | None) -> hv.Dimension:
-    """The latent force's axis, labelled by its unit (titles carry its name, which is often long)."""
-    return hv.Dimension("latent", label=_attr(tasks, "latent_unit", "latent force"))
+    """The latent's axis: its name, as the titles and the exports call it, with its unit where that adds to the name."""
+    name, unit = _latent_name(tasks), _attr(tasks, "latent_unit")
+    unit = unit if unit and unit.lower() not in name.lower() else None
+    return hv.Dimension("latent", label=_fold(name, f" ({unit})" if unit else ""), unit=unit)
+
+
+def _fold(label: str, suffix: str = "", width: int = AXIS_LABEL_CHARS) -> str:
+    """``label`` on two lines when it and its ``suffix`` (the unit) are longer than ``width`` characters,
+    broken at the space nearest the middle of both."""
+    spaces = [k for k, c in enumerate(label) if c == " "]
+    length = len(label) + len(suffix)
+    if length <= width or not spaces:
+        return label
+    k = min(spaces, key=lambda k: abs(k - length / 2))
+    return label[:k] + "\n" + label[k + 1:]
+
+
+def _small_axis(dimension: hv.Dimension) -> str:
+    """A small panel's axis label: the unit alone when there is one (the panel's title names the quantity)."""
+    return dimension.unit or dimension.pprint_label
 
 
 def _latent_name(tasks: TaskSet | None) -> str:
@@ -155,7 +175,7 @@ def _one_task(data: xr.DataArray, task: int) -> xr.DataArray:
 
 
 def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv.Layout:
-    """Show the outputs and the latent force of the first ``n_tasks`` tasks.
+    """Show the outputs and the latent force of the first ``n_tasks`` tasks, one task per column.
 
     Time-only tasks give, per task, an overlay of every output over time (points,
     NaN left out) above a curve of the latent force.  Space x time tasks give,
@@ -187,7 +207,7 @@ def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv
         for k in range(count):
             panels.append(_field(tasks, outputs[k], _output_dim(tasks.output_names[0], tasks), output_range, f"task {k}: {tasks.output_names[0]}"))
         for k in range(count if latent is not None else 0):
-            panels.append(_field(tasks, latent[k], _latent_dim(tasks), latent_range, f"task {k}: latent force"))
+            panels.append(_field(tasks, latent[k], _latent_dim(tasks), latent_range, _latent_name(tasks)))
         return hv.Layout(panels).cols(count)
     time = tasks.dataset["time"].values
     latent_dim = _latent_dim(tasks)
@@ -203,7 +223,7 @@ def sample_tasks(tasks: TaskSet, n_tasks: int = 3, *, variable: str = "y") -> hv
         panels.append(_opts(_frame(hv.Overlay(curves), f"task {k}: outputs", legend=(k == 0 and len(tasks.output_names) > 1)), **SMALL))
     for k in range(count if tasks.has_latent else 0):
         curve = _opts(hv.Curve((time, tasks.dataset["f"].isel(task=k).values), kdims=[time_dim], vdims=[latent_dim]), color=TRUTH_COLOUR, line_width=2)
-        panels.append(_opts(_frame(hv.Overlay([curve]), f"task {k}: latent force", legend=False), **SMALL))
+        panels.append(_opts(_frame(hv.Overlay([curve]), _latent_name(tasks), legend=False), ylabel=_small_axis(latent_dim), **SMALL))
     return hv.Layout(panels).cols(count)
 
 
@@ -467,8 +487,8 @@ def super_resolution(
     truth = fine.dataset["f"].isel(task=task).values if fine is not None and fine.has_latent else None
     latent_range = _finite_range(mean if truth is None else np.concatenate([mean.ravel(), truth.ravel()]))
     if truth is not None:
-        panels.append(_field(fine, truth, latent_dim, latent_range, f"true latent ({len(space)} x {len(time)})", space=space, time=time))
-    panels.append(_field(coarse, mean, latent_dim, latent_range, "predicted latent", space=space, time=time))
+        panels.append(_field(fine, truth, latent_dim, latent_range, f"true ({len(space)} x {len(time)})", space=space, time=time))
+    panels.append(_field(coarse, mean, latent_dim, latent_range, f"predicted {_latent_name(fine or coarse)}", space=space, time=time))
     error = np.abs(mean - truth) if truth is not None else None
     spread = _finite_range(np.concatenate([std.ravel(), error.ravel()]) if error is not None else std)
     spread = (0.0, spread[1])
@@ -510,7 +530,7 @@ def super_resolution_profiles(
         ]
         if truth is not None:
             layers.append(_truth(space, truth[:, k], space_dim, latent_dim))
-        frames[float(t)] = _frame(hv.Overlay(layers), "latent profile over space", ylim=y_range)
+        frames[float(t)] = _frame(hv.Overlay(layers), f"{_latent_name(fine)} over space", ylim=y_range)
     return hv.HoloMap(frames, kdims=[_time_dim(fine)])
 
 
@@ -528,7 +548,7 @@ def super_resolution_profile(result: xr.Dataset, task: int, fine: TaskSet | None
     """
     frames = super_resolution_profiles(result, task, fine)
     key = float(result["time"].values[time_index])
-    return _opts(frames[key], title=f"latent profile over space at time {key:.3g}")
+    return _opts(frames[key], title=f"{_latent_name(fine)} over space at time {key:.3g}")
 
 
 def training_curves(history: Sequence[Mapping], references: Mapping[str, float] | None = None) -> hv.Layout:

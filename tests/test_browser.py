@@ -220,7 +220,7 @@ SLIDE = """([title, value]) => { for (const doc of Bokeh.documents) for (const m
 def test_a_change_of_task_resets_a_zoomed_plot(app):
     tab(app, "Inference")
     expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
-    first, second = "DKLFM: latent force posterior (test task 0)", "DKLFM: latent force posterior (test task 1)"
+    first, second = "DKLFM: transcription factor activity (test task 0)", "DKLFM: transcription factor activity (test task 1)"
     app.wait_for_function(f"() => ({FIGURE_RANGE})({first!r}) !== null", timeout=STEP_TIMEOUT_MS)
     full = app.evaluate(FIGURE_RANGE, first)
     assert app.evaluate(ZOOM, [first, 2.0, 4.0])  # as a box or wheel zoom leaves it
@@ -229,3 +229,30 @@ def test_a_change_of_task_resets_a_zoomed_plot(app):
     expect(app.get_by_text("on test task 1: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
     app.wait_for_function(f"() => ({FIGURE_RANGE})({second!r}) !== null", timeout=STEP_TIMEOUT_MS)
     assert app.evaluate(FIGURE_RANGE, second) == full
+
+
+RIGHT_EDGES = "elements => elements.map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0).map(r => r.right)"
+"""The right edges of the elements shown (a hidden tab's are empty rectangles)."""
+
+
+def right_edges(page, selector):
+    return page.locator(selector).evaluate_all(RIGHT_EDGES)
+
+
+@pytest.mark.parametrize("width, height", [(1024, 768), (1440, 900)])
+def test_nothing_is_cut_at_the_right_of_the_sidebar_or_the_page(app, width, height):
+    app.set_viewport_size({"width": width, "height": height})
+    expect(app.get_by_text("A few tasks drawn with the settings on the left")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    app.wait_for_timeout(1000)
+    sidebar, main = app.locator("#sidebar").bounding_box(), app.locator("#main").bounding_box()
+    edge = min(main["x"] + main["width"], width) + 1
+    inputs = right_edges(app, "#sidebar input")
+    assert len(inputs) > 8 and max(inputs) <= sidebar["x"] + sidebar["width"] + 1, (inputs, sidebar)
+    assert max(right_edges(app, ".bk-tab")) <= edge
+    expect(app.locator("#main .bk-Canvas").locator("visible=true")).to_have_count(6, timeout=STEP_TIMEOUT_MS)  # 3 tasks' outputs and latents
+    assert max(right_edges(app, "#main .bk-Canvas")) <= edge
+    tab(app, "Inference")
+    expect(app.get_by_text("on test task 0: standardised latent MSE")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    expect(app.locator("#main .bk-Canvas").locator("visible=true")).to_have_count(1 + 5, timeout=STEP_TIMEOUT_MS)  # the latent, five outputs
+    assert max(right_edges(app, "#main .bk-Canvas")) <= edge
+    app.screenshot(path=str(SHOTS / f"inference_{width}.png"))

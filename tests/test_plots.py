@@ -6,6 +6,7 @@ import pytest
 import xarray as xr
 
 from dklfm_explore import plots, simulate
+from dklfm_explore.data import TaskSet
 
 STD = 0.1
 """Posterior standard deviation of the hand-made results below."""
@@ -239,7 +240,24 @@ def test_super_resolution_profile_at_one_time(field):
     profile = plots.super_resolution_profile(result, 1, field, 4)
     band, mean, truth = profile.values()
     np.testing.assert_allclose(mean.dimension_values(1), field.dataset["f"].isel(task=1, time=4).values + OFFSET)
-    assert profile.opts.get().kwargs["title"] == f"latent profile over space at time {field.dataset['time'].values[4]:.3g}"
+    assert profile.opts.get().kwargs["title"] == f"protein production rate u(x, t) over space at time {field.dataset['time'].values[4]:.3g}"
+
+
+def test_the_latent_is_called_by_its_name_on_axes_and_titles(genes):
+    from dklfm_explore.datasets import load_p53
+
+    result = result_from_truth(genes)
+    posterior = plots.latent_posterior(result, 0, genes)
+    assert posterior.opts.get().kwargs["title"] == "transcription factor activity (task 0)"
+    assert posterior.Curve.DKLFM.vdims[0].pprint_label == "transcription factor\nactivity (a.u.)"  # two lines: it fits the axis
+    panels = plots.sample_tasks(genes, 1).values()
+    assert panels[1].opts.get().kwargs["title"] == "transcription factor activity"  # under "task 0: outputs", in its column
+    assert panels[1].opts.get().kwargs["ylabel"] == "a.u."  # a small panel's axis: the unit, the title names it
+    p53 = load_p53("5Gy")
+    axis = plots._latent_dim(p53)
+    assert axis.pprint_label == "p53 activity"  # no unit known: the name alone, never "latent force"
+    renamed = TaskSet(genes.dataset.assign_attrs(latent_name="predator population", latent_unit="population"))
+    assert plots._latent_dim(renamed).pprint_label == "predator population"  # a unit the name already says is not repeated
 
 
 def test_plots_render_with_bokeh(genes, field):

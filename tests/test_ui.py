@@ -6,6 +6,7 @@ import sys
 
 import holoviews as hv
 import numpy as np
+import param
 import pytest
 import xarray as xr
 
@@ -356,10 +357,11 @@ def test_super_resolution_view_infers_on_the_fine_grid():
     assert len(view.grids_plot()) == 5
     assert view._time_widget.visible and view._time_widget.end == 16
     first = view.detail_plot()
-    view._time_widget.value = 16
+    with param.edit_constant(view._time_widget):
+        view._time_widget.value = view._time_widget.value_throttled = 16
     assert view.time_index == 16
     title = view.detail_plot().opts.get().kwargs["title"]
-    assert title == f"latent profile over space at time {view.result['time'].values[16]:.3g}"
+    assert title == f"protein production rate u(x, t) over space at time {view.result['time'].values[16]:.3g}"
     curve = view.detail_plot().Curve.DKLFM
     np.testing.assert_allclose(curve.dimension_values(1), view.result["latent_mean"].isel(task=0, time=16).values)
     assert first.opts.get().kwargs["title"] != title
@@ -617,17 +619,24 @@ def test_result_table_names_units_and_download_names_the_source():
     time = np.linspace(0, 1, 2)
     result = xr.Dataset(
         {"latent_mean": (("task", "time"), [[1 / 3, 2.0]]), "latent_std": (("task", "time"), [[1.0, 1.0]]),
-         "output_mean": (("task", "output", "time"), [[[1.0, 2.0]]]), "output_std": (("task", "output", "time"), [[[0.5, 0.5]]])},
+         "output_mean": (("task", "output", "time"), [[[1.0, 2.0]]]), "output_std": (("task", "output", "time"), [[[0.5, 0.5]]]),
+         "ood_score": (("task",), [0.5])},
         coords={"task": [0], "output": ["a"], "time": time},
     )
     table = result_table(result, {"time": "h", "latent": "", "output": "a.u."})
-    assert list(table.columns) == ["task", "time [h]", "latent_mean", "latent_std", "a_mean [a.u.]", "a_std [a.u.]"]
+    assert list(table.columns) == ["task", "time [h]", "latent_mean", "latent_std", "a_mean [a.u.]", "a_std [a.u.]", "ood_score"]
+    named = result_table(result, {"time": "h", "latent": "a.u."}, latent_name="p53 activity")
+    assert list(named.columns)[2:4] == ["p53 activity_mean [a.u.]", "p53 activity_std [a.u.]"]
     app = Explorer()
     app.your_data.load_p53()
     text = app.your_data._csv_bytes().getvalue().decode()
-    assert app.your_data.download_csv.filename == "latent_force_the_bundled_p53_data_5_Gy_transcription.csv"
-    assert text.splitlines()[0].startswith("task,time [h],")
-    assert max(len(cell) for line in text.splitlines()[1:] for cell in line.split(",")) <= 12  # 6 significant digits
+    assert app.your_data.download_csv.filename == "p53_activity_the_bundled_p53_data_5_Gy_transcription.csv"
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    assert "# latent: p53 activity" in comments and "# data: the bundled p53 data (5 Gy)" in comments
+    assert any(line.startswith("# model: bundled pretrained model transcription_p53.pt") for line in comments)
+    rows = text.splitlines()[len(comments):]
+    assert rows[0].startswith("task,time [h],p53 activity_mean,p53 activity_std,DDB2_mean [")
+    assert max(len(cell) for line in rows[1:] for cell in line.split(",")) <= 12  # 6 significant digits
 
 
 def test_a_new_task_set_clears_the_results_of_the_old_one():
@@ -644,21 +653,79 @@ def test_a_new_task_set_clears_the_results_of_the_old_one():
     assert "trained on *transcription* but the tasks are *transcription-linear*" in app.super_resolution._needs_model[0].object
 
 
-def test_a_result_is_greyed_out_while_it_is_recomputed():
-    from dklfm_explore.ui.sections import FRESH, STALE
-
+def test_a_result_is_marked_loading_while_it_is_recomputed_and_not_after():
     app = Explorer()
     app.show("Inference")
     app.inference.first_job.join(JOB_TIMEOUT_S)
-    assert app.inference._latent.styles == FRESH
+    panes = app.inference.result_panes()
+    assert not any(pane.loading for pane in panes)
     release = threading.Event()
     model, infer = app.session.model, app.session.model.infer
     model.infer = lambda *args, **kwargs: release.wait(JOB_TIMEOUT_S) and infer(*args, **kwargs)
     app.inference.task = 3
-    assert app.inference._latent.styles == STALE
+    assert all(pane.loading for pane in panes) and "test task 0" in app.inference._metrics.object
     release.set()
     app.inference.first_job.join(JOB_TIMEOUT_S)
-    assert app.inference._latent.styles == FRESH and "test task 3" in app.inference._metrics.object
+    assert not any(pane.loading for pane in panes) and "test task 3" in app.inference._metrics.object
+
+
+def test_a_recompute_that_cannot_run_leaves_nothing_marked_loading():
+    app = Explorer()
+    app.show("Extrapolation")
+    release = threading.Event()
+    model, infer = app.session.model, app.session.model.infer
+    model.infer = lambda *args, **kwargs: release.wait(JOB_TIMEOUT_S) and infer(*args, **kwargs)
+    app.extrapolation.refresh(force=True)
+    assert all(pane.loading for pane in app.extrapolation.result_panes())
+    app.session.model = None  # the next refresh cannot run: no model
+    release.set()
+    app.extrapolation.first_job.join(JOB_TIMEOUT_S)
+    assert not any(pane.loading for pane in app.extrapolation.result_panes())
+
+
+def test_sliders_move_their_setting_at_the_end_of_a_drag_only():
+    import panel as pn
+
+    view = SystemView(Session(), preview=False)
+    sliders = {widget.name: widget for widget in view.sidebar().select(pn.widgets.EditableRangeSlider)}
+    slider = sliders["force lengthscale"]
+    before = view.settings.lengthscale
+    slider.value = (1.25, 3.5)  # mid-drag
+    assert view.settings.lengthscale == before
+    with param.edit_constant(slider):
+        slider.value_throttled = (1.25, 3.5)  # the drag ends
+    assert view.settings.lengthscale == (1.25, 3.5)
+    noise = next(w for w in view.sidebar().select(pn.widgets.FloatSlider) if w.name == "observation noise")
+    noise.value = 0.3
+    assert view.settings.noise_level == 0.1
+    with param.edit_constant(noise):
+        noise.value_throttled = 0.3
+    assert view.settings.noise_level == 0.3
+
+
+def test_every_result_slider_follows_the_end_of_a_drag_only():
+    app = Explorer(start=False)
+    app.your_data.param.task.bounds = app.inference.param.task.bounds = (0, 5)
+    app.super_resolution._time_widget.end = 5
+    sliders = [(app.inference, "task", app.inference._task_widget, 2), (app.extrapolation, "task", app.extrapolation._task_widget, 2),
+               (app.extrapolation, "factor", app.extrapolation._factor_widget, 2.0), (app.super_resolution, "task", app.super_resolution._task_widget, 2),
+               (app.super_resolution, "time_index", app.super_resolution._time_widget, 2), (app.your_data, "task", app.your_data._task_widget, 2)]
+    for view, name, widget, value in sliders:
+        before = getattr(view, name)
+        widget.value = value  # mid-drag: nothing recomputed
+        assert getattr(view, name) == before, (type(view).__name__, name)
+        with param.edit_constant(widget):
+            widget.value_throttled = value  # the drag ends
+        assert getattr(view, name) == value, (type(view).__name__, name)
+
+
+def test_symbols_and_units_in_labels_read_as_text():
+    from dklfm_explore.ui.system import plain_symbol
+
+    assert plain_symbol(r"\lambda") == "λ" and plain_symbol("b_j") == "bⱼ" and plain_symbol("u_0") == "u₀"
+    assert plain_symbol("length^2/time") == "length²/time" and plain_symbol(r"\alpha_{j}") == "αⱼ"
+    labels = {settings_for("transcription").param[name].label for name in ("basal_rate", "decay_rate")}
+    assert labels == {"basal rate bⱼ (x typical)", "decay rate dⱼ (x typical)"}
 
 
 def test_training_draws_fresh_tasks_from_the_session_spec_by_default_and_the_task_set_on_request():
@@ -883,6 +950,7 @@ def test_your_data_marks_where_to_measure_the_shown_series_next():
     other = next_measurements(app.session.model, view.tasks, 2, task=0)
     assert not np.allclose(other["variance_reduction"], expected["variance_reduction"])  # each series its own ranking
     assert "Where to measure next" in view._next_text.object and view._next_k.visible
+    assert "p53 activity units squared" in view._next_text.object  # the latent by its name, as on the plots
 
 
 def test_every_systems_settings_have_readable_names():
@@ -896,3 +964,38 @@ def test_every_systems_settings_have_readable_names():
         labels = [widget.name for widget in view.sidebar().select(pn.widgets.Widget) if widget.name]
         assert len(labels) > 6, name
         assert not [label for label in labels if "\\" in label or "$" in label], name  # no raw LaTeX such as \\alpha
+
+
+def test_a_layouts_panels_sit_in_a_wrapping_row_each_with_a_save_tool():
+    import panel as pn
+    from bokeh.models import SaveTool
+
+    from dklfm_explore import plots
+    from dklfm_explore.ui.panes import PlotPane
+
+    for system, count in (("transcription", 6), ("reaction-diffusion", 6)):
+        pane = PlotPane(plots.sample_tasks(simulate(system, 3, seed=0), 3))
+        box = pane.__panel__()
+        assert isinstance(box, pn.FlexBox) and box.flex_wrap == "wrap" and len(box) == count, system
+        for child in box:
+            figure = hv.render(child.object)
+            assert figure.toolbar_location is not None and any(isinstance(t, SaveTool) for t in figure.toolbar.tools), system
+    pane.object = None
+    assert len(pane.__panel__()) == 0
+    by_task = PlotPane(plots.sample_tasks(simulate("transcription", 3, seed=0), 3), by_column=True).__panel__()
+    assert len(by_task) == 3 and all(len(column) == 2 for column in by_task)  # one task per column: outputs over latent
+
+
+def test_a_system_switch_greys_the_old_preview_until_the_new_one_is_drawn():
+    view = SystemView(Session())
+    pending = []
+    view.later = lambda callback: pending.append(callback) or True
+    old = view._preview_pane.object
+    view.system = "lotka-volterra"
+    assert "Lotka" in view._description.object and view._preview_pane.object is old  # the new equation, the old tasks...
+    assert view._preview_pane.loading and len(pending) == 1  # ... greyed, and the redraw sent after them
+    view.settings.noise_level = 0.2
+    assert len(pending) == 1  # one redraw pending at a time
+    pending.pop()()
+    assert not view._preview_pane.loading and view._preview_pane.object is not old
+    assert view.preview.system_name == "lotka-volterra"

@@ -16,17 +16,20 @@ __all__ = ["result_table", "write_result", "RESULT_SUFFIXES", "CSV_FORMAT"]
 RESULT_SUFFIXES = (".nc", ".csv")
 
 
+UNITLESS = ("task", "ood_score", "out_of_distribution")
+"""Result columns without a unit."""
 CSV_FORMAT = "%.6g"
 """Numbers in CSV results: six significant digits, far finer than any posterior's spread."""
 
 
-def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.DataFrame:
+def result_table(result: xr.Dataset, units: dict[str, str] | None = None, *, latent_name: str | None = None) -> pd.DataFrame:
     """Flatten an inference result into one row per (task, [space,] time).
 
     Columns: ``task``, [``space``,] ``time``, ``latent_mean``, ``latent_std``,
     then ``<output>_mean`` and ``<output>_std`` for each output, then the task's ``ood_score`` and
     ``out_of_distribution`` when the result has them; with ``units`` (keys ``time``,
-    ``space``, ``latent``, ``output``) a known unit follows each name in brackets, ``time [h]``.
+    ``space``, ``latent``, ``output``) a known unit follows each name in brackets, ``time [h]``;
+    with ``latent_name`` the latent's columns take its name, ``p53 activity_mean``.
     """
     table = result[["latent_mean", "latent_std"]].to_dataframe()
     for name in result["output"].values:
@@ -34,13 +37,16 @@ def result_table(result: xr.Dataset, units: dict[str, str] | None = None) -> pd.
             column = result[f"output_{stat}"].sel(output=name, drop=True)
             table[f"{name}_{stat}"] = column.to_series().reindex(table.index).values
     table = table.reset_index()
+    if latent_name:
+        table = table.rename(columns={"latent_mean": f"{latent_name}_mean", "latent_std": f"{latent_name}_std"})
     for name in ("ood_score", "out_of_distribution"):
         if name in result:
             table[name] = table["task"].map(result[name].to_series())
     units = {k: v for k, v in (units or {}).items() if v}
     if units:
         def named(column: str) -> str:
-            kind = column if column in ("time", "space") else "latent" if column.startswith("latent_") else None if column == "task" else "output"
+            latent = column.startswith("latent_") or (latent_name and column in (f"{latent_name}_mean", f"{latent_name}_std"))
+            kind = column if column in ("time", "space") else "latent" if latent else None if column in UNITLESS else "output"
             return f"{column} [{units[kind]}]" if kind in units else column
         table.columns = [named(c) for c in table.columns]
     return table

@@ -82,7 +82,7 @@ class Transcription(ODESystem):
     max_step = 0.25
     time_unit = "h"
     output_unit = "mRNA (a.u.)"
-    latent_unit = "activity (a.u.)"
+    latent_unit = "a.u."
     latent_name = "transcription factor activity"
 
     def link(self, value: torch.Tensor) -> torch.Tensor:

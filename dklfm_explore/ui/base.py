@@ -15,7 +15,7 @@ from tornado.ioloop import IOLoop
 from ..errors import DKLFMError
 from .session import Session
 
-__all__ = ["Section", "BackgroundJob", "JobControls", "Banner", "Confirm", "INTERNAL_ERROR", "eta_text"]
+__all__ = ["Section", "BackgroundJob", "JobControls", "Banner", "Confirm", "INTERNAL_ERROR", "eta_text", "next_tick"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,22 @@ class Section(pn.viewable.Viewer):
             log.exception("Dashboard action failed")
             self.say(INTERNAL_ERROR, "danger")
         return None
+
+
+def next_tick(callback: Callable[[], None]) -> bool:
+    """Run ``callback`` on the served page's next tick, after what changed so far has reached the browser.
+
+    Returns False (and runs nothing) off a server, in notebooks and tests, where the caller runs it at once.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return False
+
+    def scheduled():
+        with set_curdoc(doc):
+            callback()
+    doc.add_next_tick_callback(scheduled)
+    return True
 
 
 class BackgroundJob:

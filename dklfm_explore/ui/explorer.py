@@ -23,6 +23,8 @@ ACCENT = "#1f5f8b"
 
 
 
+SIDEBAR_WIDTH = 340
+"""Panel's setting widgets are 300 px wide; with their margins they need this much."""
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 TAB_BAR_CSS = ".bk-headers-wrapper, .bk-headers { flex-wrap: wrap; } .bk-tab { padding: 4px 10px; }"
 """The tab bar wraps onto a second line on narrow screens instead of cutting tabs off."""
@@ -153,7 +155,7 @@ class Explorer(pn.viewable.Viewer):
             sidebar=[self.system.sidebar()],
             main=[self.tabs],
             accent=ACCENT,
-            sidebar_width=340,
+            sidebar_width=SIDEBAR_WIDTH,
             theme_toggle=False,
             design=OfflineFast,
             font=FONT,

@@ -34,6 +34,8 @@ class ExtrapolationView(ResultSection):
         self._run = pn.widgets.Button(label="Extrapolate", color="primary")
         self._run.on_click(lambda _: self.refresh(force=True))
         self._plot = plot_pane(self.plot)
+        self._factor_widget = pn.widgets.FloatSlider.from_param(self.param.factor, throttled=True)
+        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, throttled=True)
         self._metrics = pn.pane.Markdown(self.metrics_text, sizing_mode="stretch_width")
         self.tasks = self.observed = None
         self.window = (0.0, 1.0)
@@ -98,6 +100,7 @@ class ExtrapolationView(ResultSection):
             self._alert, self._needs_model,
             pn.pane.Markdown("Fresh tasks are simulated over a longer window; the model sees their observations only "
                              "inside the trained window (shaded) and infers the force everywhere."),
-            pn.Row(pn.widgets.FloatSlider.from_param(self.param.factor), pn.widgets.IntSlider.from_param(self.param.task), self._run),
+            pn.FlexBox(self._factor_widget, self._task_widget, self._run,
+                       align_items="end", sizing_mode="stretch_width"),
             self._metrics, self._plot, sizing_mode="stretch_width",
         )

@@ -12,8 +12,8 @@ from ..data import TaskSet
 from ..metrics import latent_metrics
 from .base import BackgroundJob
 from .next_measurements import DEFAULT_NEXT, MAX_NEXT, k_input, suggest, suggestions_text
-from .results import (REFINED_LABEL, REFINE_HELP, TIMING_REPEATS, baseline_for, latent_mse, ood_badge, refine_reason,
-                      show_refine, timed_infer)
+from .results import (REFINED_LABEL, REFINE_HELP, TIMING_REPEATS, baseline_for, latent_mse, latent_name, ood_badge,
+                      refine_reason, show_refine, timed_infer)
 from .sections import ResultSection, plot_pane
 from .session import Session
 from .training import STANDARDISED_HELP, TrainingView
@@ -205,7 +205,7 @@ class InferenceView(ResultSection):
         one, task = self.one, self.shown_task
         if one.is_spatial:
             return plots.super_resolution(self.result, 0, one, one)
-        latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: latent force posterior (test task {task})",
+        latent = plots.latent_posterior(self.result, 0, one, title=f"DKLFM: {latent_name(one)} (test task {task})",
                                         suggestions=self.suggestions)
         colours = self._colours()
         for label, other in self._others().items():

@@ -32,7 +32,7 @@ def suggestions_text(suggestions: pd.DataFrame | None, tasks: TaskSet | None) ->
         return ""
     attrs = tasks.dataset.attrs if tasks is not None else {}
     time_unit = f" {attrs['time_unit']}" if attrs.get("time_unit") else ""
-    unit = f"{attrs['latent_unit']} squared" if attrs.get("latent_unit") else "latent units squared"
+    unit = f"{attrs['latent_unit']} squared" if attrs.get("latent_unit") else f"{attrs.get('latent_name') or 'latent'} units squared"
     picks = []
     for row in suggestions.itertuples():
         where = f"space {row.space:.3g}, " if "space" in suggestions.columns else ""

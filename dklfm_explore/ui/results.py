@@ -14,7 +14,7 @@ from ..metrics import task_latent_mse
 from ..model.baselines import EXACT_SYSTEMS
 from ..refine import refinable_system
 
-__all__ = ["timed_infer", "baseline_for", "latent_mse", "refine_reason", "show_refine", "ood_badge", "refine_mesh",
+__all__ = ["timed_infer", "baseline_for", "latent_mse", "latent_name", "refine_reason", "show_refine", "ood_badge", "refine_mesh",
            "TIMING_REPEATS", "EXACT_BASELINE_SYSTEMS", "REFINED_LABEL", "REFINE_HELP"]
 
 TIMING_REPEATS = 5
@@ -49,6 +49,13 @@ def baseline_for(system_name: str) -> tuple[str, str]:
     if system_name in EXACT_BASELINE_SYSTEMS:
         return "exact LFM (true parameters)", "exact-lfm"
     return "per-task LFM", "per-task-lfm"
+
+
+def latent_name(tasks: TaskSet | None) -> str:
+    """What the tasks' system calls its latent ("transcription factor activity", "p53 activity"): the word every title,
+    axis and export of it uses."""
+    name = tasks.dataset.attrs.get("latent_name") if tasks is not None else None
+    return str(name) if name else "latent force"
 
 
 def latent_mse(result, tasks: TaskSet, task: int = 0, scale: float = 1.0) -> float:

@@ -9,15 +9,12 @@ import param
 
 from ..data import TaskSet
 from .base import BackgroundJob, Section
+from .panes import PlotPane
 from .session import Session
 from .training import TrainingView
 
-__all__ = ["ModelSection", "ResultSection", "plot_pane", "STALE", "FRESH", "NO_SPEC", "FRESH_SEED_OFFSET"]
+__all__ = ["ModelSection", "ResultSection", "plot_pane", "NO_SPEC", "FRESH_SEED_OFFSET"]
 
-STALE = {"opacity": "0.35"}
-"""How a result being recomputed is shown: greyed out, so an old plot never reads as the new label's."""
-FRESH = {"opacity": "1"}
-"""A result that is current (an empty style would leave the browser's old opacity in place)."""
 NO_SPEC = ("The task set has no simulation settings (it was loaded from a file without them), so fresh tasks like it "
            "cannot be simulated; generate a task set on the 'Task set' tab.")
 FRESH_SEED_OFFSET = 10_000
@@ -99,7 +96,7 @@ class ResultSection(ModelSection):
         self.result = None
 
     def result_panes(self) -> list:
-        """The panes that show the result: greyed out while it is recomputed."""
+        """The panes that show the result: marked ``loading`` (greyed, with a spinner) while it is recomputed."""
         return []
 
     def prepare(self) -> Callable[[], Any] | None:
@@ -134,10 +131,12 @@ class ResultSection(ModelSection):
         compute = self.guard(self.prepare)
         if compute is None:
             self.clear()
+            for pane in self.result_panes():
+                pane.loading = False
             return
         self.say(self.WORKING)
         for pane in self.result_panes():
-            pane.styles = STALE
+            pane.loading = True
         job = self.first_job = BackgroundJob(self)
 
         def done(outcome):
@@ -148,7 +147,7 @@ class ResultSection(ModelSection):
         def finished():
             if generation == self._generation:
                 for pane in self.result_panes():
-                    pane.styles = FRESH
+                    pane.loading = False
 
         job.start(lambda report, cancelled: compute(), on_progress=lambda _: None, on_done=done, on_finally=finished)
 
@@ -161,9 +160,19 @@ class ResultSection(ModelSection):
 
 
 def plot_pane(method) -> pn.Column:
-    """A pane that redraws ``method`` (a ``@param.depends`` method returning a plots element, or None).
+    """A pane that redraws ``method`` (a ``@param.depends`` method returning a plots element, or None) when what it depends on changes.
 
-    Wrapped in a column, whose style greys it out while it is recomputed (a style set on the
-    method's own pane would be passed on to the HoloViews pane inside, which refuses it).
+    A column around a :class:`~dklfm_explore.ui.panes.PlotPane`, which is marked ``loading`` while its result is recomputed.
     """
-    return pn.Column(pn.param.ParamMethod(method, sizing_mode="stretch_width", linked_axes=False), sizing_mode="stretch_width")
+    owner = method.__self__
+    plot = PlotPane(method())
+
+    def draw(*_):
+        plot.object = method()
+
+    names: dict = {}
+    for dependency in owner.param.method_dependencies(method.__name__):
+        names.setdefault(dependency.inst, []).append(dependency.name)
+    for instance, watched in names.items():
+        instance.param.watch(draw, watched)
+    return pn.Column(plot, sizing_mode="stretch_width")

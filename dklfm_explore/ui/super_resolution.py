@@ -43,7 +43,8 @@ class SuperResolutionView(ResultSection):
         self._run = pn.widgets.Button(label="Infer on the fine mesh", color="primary", align="end")
         self._run.on_click(lambda _: self.refresh(force=True))
         self._time_widget = pn.widgets.IntSlider(label=self.param.time_index.label, start=0, end=1, value=0, visible=False, sizing_mode="stretch_width")
-        self._time_widget.param.watch(lambda event: setattr(self, "time_index", event.new), "value")
+        self._time_widget.param.watch(lambda event: setattr(self, "time_index", event.new), "value_throttled")
+        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, throttled=True)
         self._help = pn.pane.Markdown(sizing_mode="stretch_width")
         self._grids = plot_pane(self.grids_plot)
         self._detail_title = pn.pane.Markdown(self.detail_title, sizing_mode="stretch_width")
@@ -119,7 +120,7 @@ class SuperResolutionView(ResultSection):
             return plots.super_resolution(self.result, self.task, self.coarse, self.fine)
         return plots.latent_posterior(
             self.result, self.task, self._shown(),
-            title=f"latent force on {self.fine.n_time} times from {self.coarse.n_time} observed (task {self.task})",
+            title=f"task {self.task}: inferred on {self.fine.n_time} times from {self.coarse.n_time} observed",
         )
 
     @param.depends("result")
@@ -143,6 +144,6 @@ class SuperResolutionView(ResultSection):
     def __panel__(self):
         return pn.Column(
             self._alert, self._needs_model, self._help,
-            pn.Row(pn.widgets.IntSlider.from_param(self.param.task), self._run),
+            pn.Row(self._task_widget, self._run),
             self._grids, self._detail_title, self._time_widget, self._profiles, sizing_mode="stretch_width",
         )

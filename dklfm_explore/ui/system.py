@@ -10,18 +10,34 @@ import param
 from .. import plots
 from ..spec import SimulationSpec
 from ..systems import SYSTEMS, System, get_system
-from .base import Section
+from .base import Section, next_tick
+from .panes import PlotPane
 from .session import Session, simulate_spec
 
-__all__ = ["SimulationSettings", "SystemView", "settings_for", "plain_symbol"]
+__all__ = ["SimulationSettings", "SystemView", "settings_for", "plain_symbol", "label_on_its_own_line"]
 
 GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "lambda": "λ", "mu": "μ", "sigma": "σ", "theta": "θ", "kappa": "κ"}
 """LaTeX Greek letters written in the widget labels as the letters themselves."""
 
 
+SUBSCRIPTS = dict(zip("0123456789ijn", "₀₁₂₃₄₅₆₇₈₉ᵢⱼₙ"))
+SUPERSCRIPTS = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
 def plain_symbol(symbol: str) -> str:
-    """A LaTeX symbol as plain text for a widget label: a Greek letter's command becomes the letter (``\\lambda`` -> λ)."""
-    return re.sub(r"\\([A-Za-z]+)", lambda m: GREEK.get(m.group(1), m.group(1)), symbol)
+    """A LaTeX symbol as plain text for a widget label: a Greek letter's command becomes the letter (``\\lambda`` -> λ),
+    a one-character sub- or superscript its Unicode form (``b_j`` -> bⱼ, ``u_0`` -> u₀, ``x^2`` -> x²)."""
+    text = re.sub(r"\\([A-Za-z]+)", lambda m: GREEK.get(m.group(1), m.group(1)), symbol)
+    text = re.sub(r"_\{?([0-9ijn])\}?", lambda m: SUBSCRIPTS[m.group(1)], text)
+    return re.sub(r"\^\{?([0-9])\}?", lambda m: SUPERSCRIPTS[m.group(1)], text)
+
+def label_on_its_own_line(widget: pn.widgets.EditableRangeSlider) -> pn.widgets.EditableRangeSlider:
+    """Put a range slider's label above its two number boxes, so a long label never pushes them past a narrow sidebar."""
+    edit = widget._composite[0]
+    edit.styles = {"flex-wrap": "wrap"}
+    widget._label.styles = {"flex": "0 0 100%"}
+    return widget
+
 
 PREVIEW_TASKS = 3
 """Tasks drawn for the live preview: enough to see the variety, fast enough to redraw on every change."""
@@ -53,7 +69,7 @@ class SimulationSettings(param.Parameterized):
     n_points = param.Integer(default=30, bounds=(3, MAX_POINTS), label="time points", doc="Points of the time mesh.")
     n_space = param.Integer(default=21, bounds=(3, MAX_POINTS), label="space points", doc="Points of the space mesh.")
     noise_level = param.Number(default=0.1, bounds=(0.0, 1.0), step=0.01, label="observation noise", doc="Noise std as a fraction of each output's std across tasks.")
-    seed = param.Integer(default=0, bounds=(0, None), doc="Seed of the simulation: same seed, same tasks.")
+    seed = param.Integer(default=0, bounds=(0, None), label="seed", doc="Seed of the simulation: same seed, same tasks.")
     kernel = param.Selector(default="rbf", objects=["rbf", "periodic"], label="force kernel", doc="Kernel of the force's GP prior.")
     lengthscale = param.Range(default=(1.0, 3.0), label="force lengthscale", doc="Range the tasks draw their force lengthscale from.")
     period = param.Range(default=(5.0, 10.0), label="force period", doc="Range of the period (periodic kernel).")
@@ -119,7 +135,7 @@ def settings_for(system: System | str) -> SimulationSettings:
         else:
             extra[spec.name] = param.Range(
                 default=(spec.low, spec.high), bounds=_slider_bounds(spec.low, spec.high),
-                label=f"{spec.name.replace('_', ' ')} {plain_symbol(spec.symbol)} [{spec.unit}]", doc=f"{spec.doc} [{spec.unit}]",
+                label=f"{spec.name.replace('_', ' ')} {plain_symbol(spec.symbol)} [{plain_symbol(spec.unit)}]", doc=f"{spec.doc} [{spec.unit}]",
             )
     prior = system.force_prior
     for name in ("lengthscale", "period", "space_lengthscale"):
@@ -154,12 +170,14 @@ class SystemView(Section):
         super().__init__(session, **params)
         self.param.system.objects = list(SYSTEMS)
         self._previewing = preview
+        self.later = next_tick
+        self._preview_pending = False
         self._settings_watcher = None
         self._system_select = pn.widgets.Select.from_param(self.param.system, name="System", sizing_mode="stretch_width")
         self._settings_box = pn.Column(sizing_mode="stretch_width")
         self._equation = pn.pane.LaTeX(sizing_mode="stretch_width", styles={"font-size": "1.2em"})
         self._description = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._preview_pane = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._preview_pane = PlotPane(by_column=True)
         self._on_system()
         self.param.watch(self._on_system, "system")
 
@@ -174,34 +192,51 @@ class SystemView(Section):
         self._settings_watcher = (self.settings, watcher)
         self._draw_settings()
         if self._previewing:
-            self.refresh_preview()
+            self._preview_soon()
 
     def _on_settings(self, *events):
         if any(event.name == "kernel" for event in events):
             self._draw_settings()
         if self._previewing:
+            self._preview_soon()
+
+    def _preview_soon(self):
+        """Grey the preview now and redraw it on the page's next tick (at once off a server), so the new equation
+        or settings never stand over the old tasks looking current."""
+        self._preview_pane.loading = True
+        if self._preview_pending:
+            return
+        self._preview_pending = self.later(self.refresh_preview)
+        if not self._preview_pending:
             self.refresh_preview()
 
     def _draw_settings(self):
         names = self.settings.visible_names()
         widgets = {
-            name: {"type": pn.widgets.EditableRangeSlider} for name in names
+            name: {"type": pn.widgets.EditableRangeSlider, "throttled": True} for name in names
             if isinstance(self.settings.param[name], param.Range)
         }
+        widgets.update({
+            name: {"type": pn.widgets.FloatSlider, "throttled": True} for name in names
+            if isinstance(self.settings.param[name], param.Number) and not isinstance(self.settings.param[name], param.Integer)
+        })
         widgets.update({
             "n_tasks": {"type": pn.widgets.IntInput, "step": 50},
             "seed": {"type": pn.widgets.IntInput},
             "n_points": {"type": pn.widgets.IntInput},
             "n_space": {"type": pn.widgets.IntInput},
         })
-        self._settings_box[:] = [
-            pn.Param(self.settings, parameters=names, widgets={k: v for k, v in widgets.items() if k in names},
-                     show_name=False, sizing_mode="stretch_width")
-        ]
+        settings = pn.Param(self.settings, parameters=names, widgets={k: v for k, v in widgets.items() if k in names},
+                            show_name=False, sizing_mode="stretch_width")
+        for widget in settings._widgets.values():
+            if isinstance(widget, pn.widgets.EditableRangeSlider):
+                label_on_its_own_line(widget)
+        self._settings_box[:] = [settings]
 
     def refresh_preview(self):
         """Simulate :data:`PREVIEW_TASKS` tasks with the current settings and draw them (and from now on at every change)."""
         self._previewing = True
+        self._preview_pending = False
 
         def run():
             spec = self.settings.spec()
@@ -210,6 +245,7 @@ class SystemView(Section):
             self._preview_pane.object = plots.sample_tasks(self.preview, PREVIEW_TASKS)
             self.say("")
         self.guard(run)
+        self._preview_pane.loading = False
 
     def sidebar(self) -> pn.viewable.Viewable:
         """The widgets: system choice and its settings."""

@@ -14,6 +14,7 @@ from .. import plots
 from ..data import TaskSet, open_taskset
 from ..errors import InvalidInputError
 from .base import BackgroundJob, JobControls, Section
+from .panes import PlotPane
 from .session import Session, simulate_spec
 from .system import SystemView
 
@@ -52,7 +53,7 @@ class TaskSetView(Section):
         self.upload = pn.widgets.FileInput(accept=".nc", multiple=False)
         self.upload.param.watch(self._on_upload, "value")
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._plot = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._plot = PlotPane(by_column=True)
         session.param.watch(self._draw, "tasks")
 
     @property

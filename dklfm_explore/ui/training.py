@@ -19,6 +19,7 @@ from ..data import TaskSet
 from ..datasets import PRETRAINED_MODELS
 from ..errors import InvalidInputError
 from .base import BackgroundJob, JobControls, Section, eta_text
+from .panes import PlotPane
 from ..verdict import Verdict
 from .session import Session, verdict_of
 
@@ -151,7 +152,7 @@ class TrainingView(Section):
         self.models = ModelList(session)
         self._status = pn.pane.Markdown(sizing_mode="stretch_width")
         self._model_info = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._curves = pn.pane.HoloViews(plots.training_curves([]), sizing_mode="stretch_width", linked_axes=False)
+        self._curves = PlotPane(plots.training_curves([]))
         self.download = pn.widgets.FileDownload(callback=self._model_bytes, filename="dklfm.pt", label="Save model", color="light", disabled=True)
         self.upload = pn.widgets.FileInput(accept=".pt", multiple=False)
         self.upload.param.watch(self._on_upload, "value")

@@ -18,7 +18,8 @@ from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
 from ..ood import ood_sentence
 from .base import BackgroundJob
 from .next_measurements import DEFAULT_NEXT, MAX_NEXT, k_input, suggest, suggestions_text
-from .results import REFINE_HELP, latent_mse, ood_badge, refine_mesh, refine_reason, show_refine
+from .panes import PlotPane
+from .results import REFINE_HELP, latent_mse, latent_name, ood_badge, refine_mesh, refine_reason, show_refine
 from .sections import ModelSection
 from .session import Session
 from .training import TrainingView
@@ -66,11 +67,11 @@ class YourDataView(ModelSection):
         self.download_nc = pn.widgets.FileDownload(callback=self._netcdf_bytes, filename="latent_force.nc", label="Download result (netCDF)", color="light", disabled=True)
         self.p53_button = pn.widgets.Button(label="Try the bundled p53 data", color="light")
         self.p53_button.on_click(lambda _: self._replace("the bundled p53 data (5 Gy)", self.load_p53))
-        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False)
+        self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False, throttled=True)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._all = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._latent = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
-        self._outputs = pn.pane.HoloViews(sizing_mode="stretch_width", linked_axes=False)
+        self._all = PlotPane()
+        self._latent = PlotPane()
+        self._outputs = PlotPane()
         self._next_text = pn.pane.Markdown(sizing_mode="stretch_width")
         self._next_k = k_input(self.param.next_k)
         self._next_k.visible = False
@@ -204,7 +205,7 @@ class YourDataView(ModelSection):
         if self.result is None or self.tasks is None:
             return
         k = min(self.task, self.tasks.n_tasks - 1)
-        name = self.tasks.dataset.attrs.get("latent_name") or "latent force"
+        name = latent_name(self.tasks)
         line = (f"Inferred the {name} of {self.tasks.n_tasks} series: "
                 f"{self.result.attrs.get('infer_ms_per_task', float('nan')):.1f} ms per series.")
         if self.tasks.has_latent:
@@ -231,12 +232,29 @@ class YourDataView(ModelSection):
         return {kind: str(attrs.get(f"{kind}_unit") or "") for kind in ("time", "space", "latent", "output")}
 
     def _download_name(self, suffix: str) -> str:
-        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(self._source).stem).strip("_") or "data"
-        return f"latent_force_{stem}_{self.session.model.system_name if self.session.model is not None else 'model'}{suffix}"
+        def slug(text: str) -> str:
+            return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+
+        stem = slug(Path(self._source).stem) or "data"
+        return f"{slug(latent_name(self.tasks))}_{stem}_{self.session.model.system_name if self.session.model is not None else 'model'}{suffix}"
+
+    def _csv_header(self) -> str:
+        """``# key: value`` lines before the table: what was inferred, from what, with which model and query mesh."""
+        model = self.session.model
+        lines = {
+            "latent": latent_name(self.tasks),
+            "data": self._source,
+            "model": f"{self.session.model_origin.replace('`', '')} ({model.system_name})" if model is not None else "",
+            "query": ("the measured times and " f"{QUERY_REFINEMENT - 1} between each pair" if not self.tasks.is_spatial else "the measured mesh"),
+            "refined": "yes (a per-task fit)" if self.result.attrs.get("refined") else "no",
+            "numbers": "6 significant digits; *_std are posterior standard deviations",
+        }
+        return "".join(f"# {key}: {' '.join(str(value).split())}\n" for key, value in lines.items() if value)
 
     def _csv_bytes(self) -> io.BytesIO:
         self.download_csv.filename = self._download_name(".csv")
-        return io.BytesIO(result_table(self.result, self._units()).to_csv(index=False, float_format=CSV_FORMAT).encode())
+        table = result_table(self.result, self._units(), latent_name=latent_name(self.tasks))
+        return io.BytesIO((self._csv_header() + table.to_csv(index=False, float_format=CSV_FORMAT)).encode())
 
     def _netcdf_bytes(self) -> io.BytesIO:
         self.download_nc.filename = self._download_name(".nc")
@@ -248,7 +266,8 @@ class YourDataView(ModelSection):
     def __panel__(self):
         return pn.Column(
             pn.pane.Markdown(FORMAT_HELP, sizing_mode="stretch_width"),
-            pn.Row(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload)),
+            pn.FlexBox(self.example, self.p53_button, pn.Column(pn.pane.Markdown("Upload your measurements (.csv or .nc):", margin=(0, 10)), self.upload),
+                       align_items="center", sizing_mode="stretch_width"),
             self._alert, self.confirm, self._needs_model,
             pn.Row(self._summary, self.refine_button, sizing_mode="stretch_width"), self._all,
             pn.Row(self._task_widget, self._next_k), self._latent, self._next_text, self._outputs,
