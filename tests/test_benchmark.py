@@ -86,3 +86,20 @@ def test_runs_of_separate_families_combine_into_one_record_with_every_header(tmp
     assert refined["met"] is True  # the relabelled rows are the transcription run's: 0.0968 vs 0.1090
     markdown = (tmp_path / "latest.md").read_text()
     assert "Combined from 2 runs" in markdown and other["header"]["command"] in markdown
+
+
+def test_a_later_run_of_a_family_replaces_the_earlier_one_only_when_asked(tmp_path):
+    from benchmarks.combine import combine
+
+    earlier = json.loads((Path(__file__).parents[1] / "benchmarks/results/2026-12-02-transcription.json").read_text())
+    later = json.loads(json.dumps(earlier))
+    later["header"]["command"] = "dklfm bench --families transcription (rerun)"
+    for row in later["rows"]:
+        row["latent_mse"] = 0.5 * row["latent_mse"]
+    with pytest.raises(SystemExit, match="--later-wins"):
+        combine([earlier, later])
+    joined = combine([earlier, later], later_wins=True)
+    assert [row["latent_mse"] for row in joined["rows"]] == [row["latent_mse"] for row in later["rows"]]
+    assert joined["header"]["parts"][0]["superseded"] == ["transcription"]
+    assert "superseded" not in joined["header"]["parts"][1]
+    assert joined["learning_curve"] == earlier["learning_curve"]

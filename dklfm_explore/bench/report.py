@@ -62,6 +62,8 @@ def render_markdown(payload: dict) -> str:
         lines += [f"Combined from {len(runs)} runs of the same settings, one per group of families (each family's methods side by side in one run):", ""]
     for run in runs:
         lines.append(f"- date: {run['date']}  \n- command: `{run['command']}`  \n- commit: `{run['git_commit']}`")
+        if run.get("superseded"):
+            lines.append(f"- superseded by a later run: {', '.join(run['superseded'])} (its rows of them are not shown)")
     lines += [f"- device: {h['device']} ({h['device_name']}, {h['cpu_threads']} threads); absolute times count only from a GPU run  \n"
               f"- observation noise: {h['noise']}  \n- units: {h['units']}", "",
              "| family | method | n_train | n_test | latent MSE | output MSE | 95% coverage | NLPD | infer ms/instance | train s | peak MB |",
