@@ -256,3 +256,22 @@ def test_nothing_is_cut_at_the_right_of_the_sidebar_or_the_page(app, width, heig
     expect(app.locator("#main .bk-Canvas").locator("visible=true")).to_have_count(1 + 5, timeout=STEP_TIMEOUT_MS)  # the latent, five outputs
     assert max(right_edges(app, "#main .bk-Canvas")) <= edge
     app.screenshot(path=str(SHOTS / f"inference_{width}.png"))
+
+
+def _save_first_plot(page):
+    with page.expect_download(timeout=STEP_TIMEOUT_MS) as download:
+        page.locator(".bk-ClickButton").filter(has=page.locator(".bk-tool-icon-save")).first.click()
+    return download.value
+
+
+def test_a_plots_save_tool_writes_a_named_png_then_svg_once_chosen(app, tmp_path):
+    first = _save_first_plot(app)
+    assert first.suggested_filename == "task_0_outputs.png"  # named after the plot's title, without a prompt
+    assert Path(first.path()).read_bytes().startswith(b"\x89PNG")
+    app.get_by_role("button", name="SVG").click()
+    expect(app.locator(".bk-Canvas svg").first).to_be_attached(timeout=STEP_TIMEOUT_MS)
+    second = _save_first_plot(app)
+    assert second.suggested_filename == "task_0_outputs.svg"
+    assert Path(second.path()).read_text().startswith("<svg")
+    SHOTS.mkdir(exist_ok=True)
+    app.screenshot(path=str(SHOTS / "svg-chosen.png"))

@@ -986,6 +986,28 @@ def test_a_layouts_panels_sit_in_a_wrapping_row_each_with_a_save_tool():
     assert len(by_task) == 3 and all(len(column) == 2 for column in by_task)  # one task per column: outputs over latent
 
 
+def test_the_session_figure_format_switches_every_plot_of_that_session_only_to_svg_and_back():
+    import panel as pn
+    from bokeh.models import Plot
+
+    from dklfm_explore.ui.panes import PlotPane
+
+    mine, other = Explorer(), Explorer()
+    plot_panes = lambda app: [p for p in vars(app.system).values() if isinstance(p, PlotPane)] + \
+        [p for view in (app.taskset, app.training, app.your_data) for p in vars(view).values() if isinstance(p, PlotPane)]
+    backends = lambda pane: {plot.output_backend for child in pane.__panel__().select(pn.pane.HoloViews)
+                             for plot in hv.render(child.object).select({"type": Plot})}
+    assert len(plot_panes(mine)) == 6
+    assert all("svg" not in backends(p) for p in plot_panes(mine))  # the default draws on a canvas (webgl): PNG
+    mine.figure_format.value = "svg"
+    assert mine.session.figure_format == "svg"
+    assert all(p.figure_format == "svg" for p in plot_panes(mine))
+    assert backends(mine.system._preview_pane) == {"svg"} and backends(mine.training._curves) == {"svg"}
+    assert {p.figure_format for p in plot_panes(other)} == {"png"}  # another page load keeps its own choice
+    mine.session.figure_format = "png"
+    assert backends(mine.system._preview_pane) and "svg" not in backends(mine.system._preview_pane)
+
+
 def test_a_system_switch_greys_the_old_preview_until_the_new_one_is_drawn():
     view = SystemView(Session())
     pending = []

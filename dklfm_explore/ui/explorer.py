@@ -77,6 +77,10 @@ class Explorer(pn.viewable.Viewer):
         self.tabs = pn.Tabs(*((name, pn.Column(self.banners[name], section, sizing_mode="stretch_width")) for name, section in self.sections.items()),
                             dynamic=True, sizing_mode="stretch_width", stylesheets=[TAB_BAR_CSS])
         self.tabs.param.watch(self._on_tab, "active")
+        self.figure_format = pn.widgets.RadioButtonGroup.from_param(
+            self.session.param.figure_format, name="Plots save as", options={"PNG": "png", "SVG": "svg"}, color="light",
+            description="What the save tool beside every plot writes: a PNG image, or SVG to edit as vectors (the plots are then drawn as SVG on the page too).",
+        )
         if start:
             self.start()
 
@@ -152,7 +156,7 @@ class Explorer(pn.viewable.Viewer):
         """
         return pn.template.FastListTemplate(
             title=TITLE,
-            sidebar=[self.system.sidebar()],
+            sidebar=[self.system.sidebar(), self._figure_format_row()],
             main=[self.tabs],
             accent=ACCENT,
             sidebar_width=SIDEBAR_WIDTH,
@@ -162,8 +166,11 @@ class Explorer(pn.viewable.Viewer):
             font_url="",
         )
 
+    def _figure_format_row(self) -> pn.viewable.Viewable:
+        return pn.Column(pn.pane.Markdown("**Plots save as**", margin=(10, 10, 0, 10)), self.figure_format, sizing_mode="stretch_width")
+
     def __panel__(self):
-        return pn.Column(pn.Row(self.system.sidebar(), self.tabs), sizing_mode="stretch_width")
+        return pn.Column(pn.Row(pn.Column(self.system.sidebar(), self._figure_format_row()), self.tabs), sizing_mode="stretch_width")
 
 
 def _serve_stylesheets_locally() -> None:

@@ -165,7 +165,7 @@ def plot_pane(method) -> pn.Column:
     A column around a :class:`~dklfm_explore.ui.panes.PlotPane`, which is marked ``loading`` while its result is recomputed.
     """
     owner = method.__self__
-    plot = PlotPane(method())
+    plot = PlotPane(method()).follow(owner.session)
 
     def draw(*_):
         plot.object = method()

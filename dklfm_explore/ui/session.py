@@ -84,6 +84,7 @@ class Session(param.Parameterized):
     model = param.Parameter(default=None, doc="The current TrainedModel, or None.")
     model_origin = param.String(default="", doc="Where the current model came from (trained here, bundled, loaded).")
     sidebar_spec = param.ClassSelector(class_=SimulationSpec, default=None, doc="The SimulationSpec the sidebar's settings describe now.")
+    figure_format = param.Selector(default="png", objects=["png", "svg"], doc="What the save tool of every plot of the session writes.")
 
     def use_tasks(self, tasks: TaskSet, train: TaskSet, test: TaskSet, spec) -> None:
         """Make ``tasks`` (split into ``train`` and ``test``) the task set, made by ``spec``."""

@@ -177,7 +177,7 @@ class SystemView(Section):
         self._settings_box = pn.Column(sizing_mode="stretch_width")
         self._equation = pn.pane.LaTeX(sizing_mode="stretch_width", styles={"font-size": "1.2em"})
         self._description = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._preview_pane = PlotPane(by_column=True)
+        self._preview_pane = PlotPane(by_column=True).follow(session)
         self._on_system()
         self.param.watch(self._on_system, "system")
 

@@ -53,7 +53,7 @@ class TaskSetView(Section):
         self.upload = pn.widgets.FileInput(accept=".nc", multiple=False)
         self.upload.param.watch(self._on_upload, "value")
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._plot = PlotPane(by_column=True)
+        self._plot = PlotPane(by_column=True).follow(session)
         session.param.watch(self._draw, "tasks")
 
     @property

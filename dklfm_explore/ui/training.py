@@ -152,7 +152,7 @@ class TrainingView(Section):
         self.models = ModelList(session)
         self._status = pn.pane.Markdown(sizing_mode="stretch_width")
         self._model_info = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._curves = PlotPane(plots.training_curves([]))
+        self._curves = PlotPane(plots.training_curves([])).follow(session)
         self.download = pn.widgets.FileDownload(callback=self._model_bytes, filename="dklfm.pt", label="Save model", color="light", disabled=True)
         self.upload = pn.widgets.FileInput(accept=".pt", multiple=False)
         self.upload.param.watch(self._on_upload, "value")

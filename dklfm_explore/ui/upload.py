@@ -69,9 +69,9 @@ class YourDataView(ModelSection):
         self.p53_button.on_click(lambda _: self._replace("the bundled p53 data (5 Gy)", self.load_p53))
         self._task_widget = pn.widgets.IntSlider.from_param(self.param.task, visible=False, throttled=True)
         self._summary = pn.pane.Markdown(sizing_mode="stretch_width")
-        self._all = PlotPane()
-        self._latent = PlotPane()
-        self._outputs = PlotPane()
+        self._all = PlotPane().follow(session)
+        self._latent = PlotPane().follow(session)
+        self._outputs = PlotPane().follow(session)
         self._next_text = pn.pane.Markdown(sizing_mode="stretch_width")
         self._next_k = k_input(self.param.next_k)
         self._next_k.visible = False
