@@ -930,7 +930,7 @@ def test_inference_marks_where_to_measure_next_as_the_design_module_ranks_it():
     np.testing.assert_allclose(marks.dimension_values("time"), expected["time"])
     np.testing.assert_allclose(marks.dimension_values("variance_reduction"), expected["variance_reduction"])
     assert len(set(expected["time"])) == 4  # greedy picks never repeat a time
-    assert f"1. time {expected['time'][0]:.3g} h: −{expected['variance_reduction'][0]:.2g}" in view._next_text.object
+    assert f"1. time {expected['time'][0]:.3g} h (lowers it by {expected['variance_reduction'][0]:.2g})" in view._next_text.object
     view.next_k = 0
     assert view.suggestions is None and _marks(view.latent_plot()) is None and view._next_text.object == ""
 

@@ -36,11 +36,11 @@ def suggestions_text(suggestions: pd.DataFrame | None, tasks: TaskSet | None) ->
     picks = []
     for row in suggestions.itertuples():
         where = f"space {row.space:.3g}, " if "space" in suggestions.columns else ""
-        picks.append(f"{row.rank}. {where}time {row.time:.3g}{time_unit}: −{row.variance_reduction:.2g}")
+        picks.append(f"{row.rank}. {where}time {row.time:.3g}{time_unit} (lowers it by {row.variance_reduction:.2g})")
     before = float(suggestions["remaining_variance"].iloc[0] + suggestions["variance_reduction"].iloc[0])
     after = float(suggestions["remaining_variance"].iloc[-1])
-    return (f"**Where to measure next** (variance reduction, {unit}): " + "; ".join(picks)
-            + f". Mean posterior variance of the force now {before:.2g}, after all {len(suggestions)}: {after:.2g}.")
+    return (f"**Where to measure next**, by how much each measurement in turn lowers the force's mean posterior variance "
+            f"({unit}; now {before:.2g}, after all {len(suggestions)}: {after:.2g}): " + "; ".join(picks) + ".")
 
 
 def k_input(parameter: param.Parameter) -> pn.widgets.IntInput:
