@@ -125,3 +125,11 @@ def test_select_mesh_gives_the_same_tasks_on_two_grids():
     assert np.array_equal(coarse.dataset["f"].values[:, 0, -1], fine.dataset["f"].values[:, 0, -1])
     with pytest.raises(InvalidInputError, match="not on the"):
         both.select_mesh(time=[0.3])
+
+
+def test_file_stem_keeps_letters_digits_dash_and_underscore_and_falls_back_when_nothing_is_left():
+    from dklfm_explore.io import file_stem
+
+    assert file_stem("p53 activity (a.u.)", "x") == "p53_activity_a_u"
+    assert file_stem("  ..//  ", "plot") == "plot"
+    assert file_stem("a" * 100, "x", max_length=5) == "aaaaa"

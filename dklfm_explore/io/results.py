@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +12,15 @@ import xarray as xr
 from ..data import NETCDF_ENGINE
 from ..atomic import atomic_write
 
-__all__ = ["result_table", "write_result", "RESULT_SUFFIXES", "CSV_FORMAT"]
+__all__ = ["result_table", "write_result", "file_stem", "RESULT_SUFFIXES", "CSV_FORMAT"]
 
 RESULT_SUFFIXES = (".nc", ".csv")
+
+
+def file_stem(text: str, fallback: str, max_length: int = 80) -> str:
+    """``text`` as a file-name stem: runs of anything but letters, digits, ``-`` and ``_`` become one ``_``
+    (``"p53 activity"`` -> ``p53_activity``); ``fallback`` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")[:max_length] or fallback
 
 
 UNITLESS = ("task", "ood_score", "out_of_distribution")

@@ -10,6 +10,7 @@ from .extrapolation import ExtrapolationView
 from .inference import InferenceView
 from .sections import ModelSection, ResultSection
 from .super_resolution import SuperResolutionView
+from .panes import FIGURE_FORMATS
 from .session import Session
 from .system import SystemView
 from .taskset import TaskSetView
@@ -78,7 +79,7 @@ class Explorer(pn.viewable.Viewer):
                             dynamic=True, sizing_mode="stretch_width", stylesheets=[TAB_BAR_CSS])
         self.tabs.param.watch(self._on_tab, "active")
         self.figure_format = pn.widgets.RadioButtonGroup.from_param(
-            self.session.param.figure_format, name="Plots save as", options={"PNG": "png", "SVG": "svg"}, color="light",
+            self.session.param.figure_format, name="Plots save as", options={name.upper(): name for name in FIGURE_FORMATS}, color="light",
             description="What the save tool beside every plot writes: a PNG image, or SVG to edit as vectors (the plots are then drawn as SVG on the page too).",
         )
         if start:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import holoviews as hv
 import panel as pn
 import param
 from bokeh.models import SaveTool
+
+from ..io import file_stem
 
 __all__ = ["FIGURE_FORMATS", "PlotPane", "panels_of", "saved_as"]
 
@@ -38,8 +38,7 @@ def _draw_as_svg(plot, element) -> None:
 
 def _name_the_saved_file(plot, element) -> None:
     """The save tool writes a file named after the figure's title at once (without a name it asks for one)."""
-    title = getattr(plot.state.title, "text", "") or "plot"
-    name = re.sub(r"[^0-9A-Za-z]+", "_", title).strip("_")[:80] or "plot"
+    name = file_stem(getattr(plot.state.title, "text", "") or "", "plot")
     for tool in plot.state.toolbar.tools:
         if isinstance(tool, SaveTool):
             tool.filename = name

@@ -18,6 +18,7 @@ from ..metrics import latent_metrics
 from ..simulate import simulate
 from ..spec import SimulationSpec
 from ..verdict import Verdict
+from .panes import FIGURE_FORMATS
 
 __all__ = ["Session", "ModelEntry", "simulate_spec", "evaluate", "verdict_of"]
 
@@ -84,7 +85,7 @@ class Session(param.Parameterized):
     model = param.Parameter(default=None, doc="The current TrainedModel, or None.")
     model_origin = param.String(default="", doc="Where the current model came from (trained here, bundled, loaded).")
     sidebar_spec = param.ClassSelector(class_=SimulationSpec, default=None, doc="The SimulationSpec the sidebar's settings describe now.")
-    figure_format = param.Selector(default="png", objects=["png", "svg"], doc="What the save tool of every plot of the session writes.")
+    figure_format = param.Selector(default="png", objects=list(FIGURE_FORMATS), doc="What the save tool of every plot of the session writes.")
 
     def use_tasks(self, tasks: TaskSet, train: TaskSet, test: TaskSet, spec) -> None:
         """Make ``tasks`` (split into ``train`` and ``test``) the task set, made by ``spec``."""

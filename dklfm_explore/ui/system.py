@@ -31,6 +31,7 @@ def plain_symbol(symbol: str) -> str:
     text = re.sub(r"_\{?([0-9ijn])\}?", lambda m: SUBSCRIPTS[m.group(1)], text)
     return re.sub(r"\^\{?([0-9])\}?", lambda m: SUPERSCRIPTS[m.group(1)], text)
 
+
 def label_on_its_own_line(widget: pn.widgets.EditableRangeSlider) -> pn.widgets.EditableRangeSlider:
     """Put a range slider's label above its two number boxes, so a long label never pushes them past a narrow sidebar."""
     edit = widget._composite[0]

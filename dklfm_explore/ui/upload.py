@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import tempfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from .. import plots
 from ..data import NETCDF_ENGINE, TaskSet
 from ..datasets import load_p53
 from ..errors import InvalidInputError
-from ..io import CSV_FORMAT, example_csv, load_measurements, result_table
+from ..io import CSV_FORMAT, example_csv, file_stem, load_measurements, result_table
 from ..ood import ood_sentence
 from .base import BackgroundJob
 from .next_measurements import DEFAULT_NEXT, MAX_NEXT, k_input, suggest, suggestions_text
@@ -232,11 +231,8 @@ class YourDataView(ModelSection):
         return {kind: str(attrs.get(f"{kind}_unit") or "") for kind in ("time", "space", "latent", "output")}
 
     def _download_name(self, suffix: str) -> str:
-        def slug(text: str) -> str:
-            return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
-
-        stem = slug(Path(self._source).stem) or "data"
-        return f"{slug(latent_name(self.tasks))}_{stem}_{self.session.model.system_name if self.session.model is not None else 'model'}{suffix}"
+        stem = file_stem(Path(self._source).stem, "data")
+        return f"{file_stem(latent_name(self.tasks), 'latent')}_{stem}_{self.session.model.system_name if self.session.model is not None else 'model'}{suffix}"
 
     def _csv_header(self) -> str:
         """``# key: value`` lines before the table: what was inferred, from what, with which model and query mesh."""
