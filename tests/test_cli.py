@@ -56,6 +56,8 @@ def test_infer_super_resolution_and_extrapolation_to_csv(trained, tmp_path):
     assert len(table) == 2 * 50
     assert table["time"].max() == pytest.approx(18.0)
     assert {"latent_mean", "latent_std", "DDB2_mean", "SESN1_std"} <= set(table.columns)
+    first_row = out.read_text().splitlines()[1].split(",")
+    assert max(len(value.lstrip("-").replace(".", "").lstrip("0")) for value in first_row[2:]) <= 6  # six significant digits
 
 
 def test_model_info(trained, capsys):

@@ -60,14 +60,15 @@ def result_table(result: xr.Dataset, units: dict[str, str] | None = None, *, lat
 
 
 def write_result(result: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
-    """Write an inference result as netCDF, or as CSV (:func:`result_table`) when ``path`` ends in ``.csv``.
+    """Write an inference result as netCDF, or as CSV (:func:`result_table`, numbers as :data:`CSV_FORMAT`, as the
+    dashboard's download) when ``path`` ends in ``.csv``.
 
     ``overwrite=False`` refuses an existing ``path`` (see :func:`~dklfm_explore.atomic.atomic_write`).
     """
     path = Path(path)
     with atomic_write(path, overwrite=overwrite) as partial:
         if path.suffix == ".csv":
-            result_table(result).to_csv(partial, index=False)
+            result_table(result).to_csv(partial, index=False, float_format=CSV_FORMAT)
         else:
             result.to_netcdf(partial, engine=NETCDF_ENGINE)
     return path
