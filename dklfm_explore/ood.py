@@ -191,12 +191,15 @@ def _each_task_standardised(y: torch.Tensor) -> torch.Tensor:
     return ((flat - mean) / std).reshape(y.shape)
 
 
-def ood_scores(module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str) -> torch.Tensor | None:
+def ood_scores(module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str,
+               conditioned_nll: torch.Tensor | None = None) -> torch.Tensor | None:
     """Each task's raw score over the validation threshold (flagged above 1): Tensor ``(task,)``.
 
     ``y (task, output, *mesh)`` as the task was conditioned; with ``output_scaling="self"`` each task is
     standardised by itself first, as the reference's were, so that its score does not depend on the file's
-    other tasks.  None when the model has no reference (checkpoints written before it existed).  References
+    other tasks.  ``conditioned_nll (task,)``: :func:`output_nll` of ``y`` as conditioned, when the conditioning
+    already computed it (:attr:`~dklfm_explore.model.dklfm.Posterior.output_nll`); used under the ``"training"``
+    scaling only, where the scored curves are the conditioned ones.  None when the model has no reference (checkpoints written before it existed).  References
     stored before the threshold was calibrated (no ``score_threshold``) keep their threshold of 1.
     """
     if not reference or output_scaling not in reference:
@@ -207,15 +210,17 @@ def ood_scores(module, reference: dict | None, coords, y: torch.Tensor, output_s
     summary = summary_statistics(y, output_scaling)
     centre = torch.tensor(stats["summary_mean"], dtype=summary.dtype)
     precision = torch.tensor(stats["summary_precision"], dtype=summary.dtype)
-    raw = _raw_scores(stats, output_nll(module, coords, y), _mahalanobis(summary, centre, precision))
+    nll = conditioned_nll if conditioned_nll is not None and output_scaling == "training" else output_nll(module, coords, y)
+    raw = _raw_scores(stats, nll, _mahalanobis(summary, centre, precision))
     return raw / max(stats.get("score_threshold", 1.0), 1e-12)
 
 
 def annotate(result: xr.Dataset, module, reference: dict | None, coords, y: torch.Tensor, output_scaling: str,
-             *, stacklevel: int = 3) -> xr.Dataset:
+             *, output_nll: torch.Tensor | None = None, stacklevel: int = 3) -> xr.Dataset:
     """Add ``ood_score`` and ``out_of_distribution`` ``(task,)`` to an inference ``result`` (unchanged without a
-    ``reference``); warn naming the flagged tasks.  ``coords``, ``y``, ``output_scaling``: as the result was conditioned."""
-    scores = ood_scores(module, reference, coords, y, output_scaling)
+    ``reference``); warn naming the flagged tasks.  ``coords``, ``y``, ``output_scaling``: as the result was conditioned;
+    ``output_nll``: the conditioning's own (see :func:`ood_scores`)."""
+    scores = ood_scores(module, reference, coords, y, output_scaling, conditioned_nll=output_nll)
     if scores is None:
         return result
     flagged = scores.numpy() > 1.0

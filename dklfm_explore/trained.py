@@ -191,14 +191,15 @@ class TrainedModel:
         source = str(tasks.dataset.attrs.get("source") or "the tasks")
         check_reach(standardised.coords, source, self.time_window)
         query_time, query_space, query = self._query(tasks, time, space, standardised.time_map)
-        posterior, elapsed_ms = self._condition(standardised, query)
+        posterior, output_nll, elapsed_ms = self._condition(standardised, query)
         latent_mean, latent_var, output_mean, output_var = unstandardise(self.normaliser, standardised, *posterior)
         latent_var = latent_var * self.latent_std_scale**2
         attrs = {"infer_ms_per_task": elapsed_ms / tasks.n_tasks, "device": str(self.device), "time_mapping": time_mapping,
                  "output_scaling": output_scaling, "system": self.system_name}
         result = result_dataset(tasks, query_time, query_space, latent_mean, latent_var, output_mean, output_var, attrs)
         warn_if_not_finite(result, source)
-        result = annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling)
+        result = annotate_ood(result, self.module, self.ood_reference, standardised.coords, standardised.y, output_scaling,
+                              output_nll=output_nll)
         if refine:
             return refine_answer(self, tasks, result, time=time, time_mapping=time_mapping, output_scaling=output_scaling)
         return result
@@ -241,8 +242,9 @@ class TrainedModel:
             _warn_if_outside(values, name, user, trained_on[name])
         return query_time, query_space, tuple(c.to(self.device) for c in query)
 
-    def _condition(self, standardised: Standardised, query) -> tuple[tuple[torch.Tensor, ...], float]:
-        """Posterior ``(latent_mean, latent_var, output_mean, output_var)`` in standardised units, and milliseconds taken."""
+    def _condition(self, standardised: Standardised, query) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, float]:
+        """Posterior ``(latent_mean, latent_var, output_mean, output_var)`` in standardised units, the outputs'
+        negative log marginal likelihood per point ``(task,)`` (CPU), and the milliseconds taken."""
         parts = []
         started = clock.perf_counter()
         with torch.no_grad():
@@ -252,7 +254,7 @@ class TrainedModel:
                 torch.cuda.synchronize(self.device)
         elapsed_ms = (clock.perf_counter() - started) * 1e3
         joined = tuple(torch.cat([getattr(p, name) for p in parts]) for name in ("latent_mean", "latent_var", "output_mean", "output_var"))
-        return joined, elapsed_ms
+        return joined, torch.cat([p.output_nll for p in parts]).cpu(), elapsed_ms
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
         """Write a checkpoint (weights, configs, normaliser, verdict, provenance), atomically.

@@ -147,3 +147,31 @@ def test_a_trained_model_flags_every_task_with_decay_rates_five_times_the_range(
     tasks = simulate("transcription", 40, n_points=30, seed=3, parameter_ranges=fast)
     # benchmarks/results/ood_rate.md: 40 of 40 such tasks flagged (another seed); 90% leaves room for the seed.
     assert _flags(trained, tasks).mean() >= 0.9
+
+
+def test_the_conditioning_s_own_likelihood_gives_the_score_a_separate_pass_gives(model):
+    """infer() scores with the likelihood its conditioning computed; it equals the separate pass's to rounding,
+    on tasks with gaps too (grouped by their NaN pattern in both)."""
+    from dklfm_explore.ood import ood_scores, output_nll
+    from dklfm_explore.standardise import standardise
+
+    tasks = _validation_and_test()[1].isel(slice(0, 40))
+    y = tasks.dataset["y"].values.copy()
+    y[::3, 0, 5:9] = np.nan
+    gappy = _replace_y(tasks, y)
+    standardised = standardise(gappy, model.normaliser, time_mapping="shift", output_scaling="training", latent=False,
+                               window=model.time_window, device=model.device)
+    with torch.no_grad():
+        posterior = model.module.posterior(standardised.coords, standardised.y)
+    separate = output_nll(model.module, standardised.coords, standardised.y)
+    np.testing.assert_allclose(posterior.output_nll.numpy(), separate.numpy(), rtol=1e-10)
+    reference = model.ood_reference
+    reused = ood_scores(model.module, reference, standardised.coords, standardised.y, "training", conditioned_nll=posterior.output_nll)
+    recomputed = ood_scores(model.module, reference, standardised.coords, standardised.y, "training")
+    np.testing.assert_allclose(reused.numpy(), recomputed.numpy(), rtol=1e-10)
+    wrong = torch.zeros_like(posterior.output_nll)
+    assert not np.allclose(ood_scores(model.module, reference, standardised.coords, standardised.y, "training",
+                                      conditioned_nll=wrong).numpy(), recomputed.numpy())
+    np.testing.assert_allclose(ood_scores(model.module, reference, standardised.coords, standardised.y, "self",
+                                          conditioned_nll=wrong).numpy(),
+                               ood_scores(model.module, reference, standardised.coords, standardised.y, "self").numpy())

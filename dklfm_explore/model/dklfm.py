@@ -169,6 +169,10 @@ class Posterior:
         With ``full_cov=True``.
     output_cov : Tensor (task, output * query_point, output * query_point) or None
         With ``full_cov=True``; rows ordered output-major.
+    output_nll : Tensor (task,) or None
+        Negative log marginal likelihood of the observed outputs per observed point,
+        ``-log N(y | mu_y, K_yy + sigma_y^2 I) / n``: the output term of :meth:`DKLFM.loss_terms`, a by-product
+        of the conditioning.
     """
 
     latent_mean: torch.Tensor
@@ -177,6 +181,7 @@ class Posterior:
     output_var: torch.Tensor
     latent_cov: torch.Tensor | None = None
     output_cov: torch.Tensor | None = None
+    output_nll: torch.Tensor | None = None
 
 
 def mesh_points(coords: Coords) -> torch.Tensor:
@@ -199,6 +204,13 @@ def mesh_points(coords: Coords) -> torch.Tensor:
 def _rows(features: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
     """``features (1 or task, point, feature)`` for the tasks ``tasks``: shared features as they are, per-task ones picked."""
     return features if features.shape[0] == 1 else features[tasks]
+
+
+def _output_nll(factor: torch.Tensor, whitened: torch.Tensor) -> torch.Tensor:
+    """``-log N(y | mu_y, L L^T) / n`` per task from ``factor L (task, n, n)`` and ``whitened L^-1 (y - mu_y) (task, n, 1)``: Tensor ``(task,)``."""
+    n_obs = factor.shape[-1]
+    log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
+    return (0.5 * whitened.squeeze(-1).pow(2).sum(-1) + log_det_half + 0.5 * n_obs * LOG_2PI) / n_obs
 
 
 def _as_coords(x) -> Coords:
@@ -419,10 +431,7 @@ class DKLFM(nn.Module):
         output_terms = y.new_zeros(n_tasks)
         f_observed = ~torch.isnan(f_flat)
         for tasks, index, factor, whitened, phi in self._condition(x, y, embedding, periods):
-            n_obs = index.numel()
-            log_det_half = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)
-            log_y = -0.5 * whitened.squeeze(-1).pow(2).sum(-1) - log_det_half - 0.5 * n_obs * LOG_2PI
-            output_terms = output_terms.index_put((tasks,), -log_y / n_obs)
+            output_terms = output_terms.index_put((tasks,), _output_nll(factor, whitened))
             f_masks, f_group_of = torch.unique(f_observed[tasks], dim=0, return_inverse=True)
             for f_group, f_mask in enumerate(f_masks):
                 members = torch.nonzero(f_group_of == f_group).squeeze(-1)
@@ -483,8 +492,10 @@ class DKLFM(nn.Module):
         output_mean, output_var = new(n_tasks, n_outputs * n_query), new(n_tasks, n_outputs * n_query)
         latent_cov = new(n_tasks, n_query, n_query) if full_cov else None
         output_cov = new(n_tasks, n_outputs * n_query, n_outputs * n_query) if full_cov else None
+        output_nll = new(n_tasks)
         output_prior_mean = self.output_mean.repeat_interleave(n_query)
         for tasks, _, factor, whitened, phi in self._condition(x_obs, y_obs, embedding, periods):
+            output_nll[tasks] = _output_nll(factor, whitened)
             phi_ht = _rows(phi_h, tasks)
             cross_h = solve_lower(factor, self.kernel(phi, phi_ht))
             cross_y = solve_lower(factor, self.kernel(phi, phi_q[tasks]))
@@ -506,5 +517,6 @@ class DKLFM(nn.Module):
             output_var=output_var.clamp_min(0.0).reshape(n_tasks, n_outputs, *query_shape),
             latent_cov=latent_cov,
             output_cov=output_cov,
+            output_nll=output_nll,
         )
 
