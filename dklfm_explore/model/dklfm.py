@@ -45,6 +45,9 @@ span = the domain's diagonal) 0.5 and 0.8 stuck, 0.15 and 0.3 left it."""
 
 Coords = tuple[torch.Tensor, ...]
 
+BEFORE_FIELDS_EXISTED = {"linear_features": 0, "amplitude_head": False}
+"""ModelConfig fields added after checkpoints were first written, at the values those checkpoints' models had."""
+
 
 @dataclass
 class ModelConfig:
@@ -98,6 +101,15 @@ class ModelConfig:
         ``"time"``: on Lotka-Volterra from the simulator (600 steps, seed 0) the phase input reached
         validation latent MSE 0.92 against the time input's 0.84 at 400 steps, neither leaving the prior
         far; docs/tuning.md has the numbers.
+    linear_features : int
+        Features of the kernel's linear part, ``k = e^{g + g'} [rbf(s, s') + l . l']`` (see
+        :class:`~dklfm_explore.model.kernel.RBFKernel`): with it a latent and an output point may covary with either
+        sign, as a force and an ODE's derivative-like response do.  16: measured (docs/tuning.md, sixth round) on
+        transcription, validation latent MSE 0.080 against the stationary kernel's 0.097 in 300 s, and 0.33 against
+        0.42 on reaction-diffusion in 360 s.  0 = the stationary kernel alone (checkpoints written before it existed).
+    amplitude_head : bool
+        A last feature ``g``, each point's log amplitude, so the variance can vary over the mesh (outputs that start at
+        0); it starts at 0.  Checkpoints written before it existed have none.
     use_embedding : bool
         Feed the FNO embedding to the kernel (off = one kernel shared by all outputs).
     identity_features : bool
@@ -121,6 +133,8 @@ class ModelConfig:
     initial_latent_noise: float = 1.0
     latent_weight: float = 20.0
     time_input: str | None = None
+    linear_features: int = 16
+    amplitude_head: bool = True
     use_embedding: bool = True
     identity_features: bool = False
 
@@ -132,6 +146,8 @@ class ModelConfig:
             raise InvalidInputError(f"ModelConfig.n_outputs must be a positive integer, got {self.n_outputs}.")
         if self.input_dim not in (1, 2):
             raise InvalidInputError(f"ModelConfig.input_dim must be 1 (time) or 2 (space x time), got {self.input_dim}.")
+        if int(self.linear_features) < 0:
+            raise InvalidInputError(f"ModelConfig.linear_features must be 0 or more, got {self.linear_features}.")
         for name in ("embedding_dim", "fno_width", "fno_modes", "fno_layers", "mlp_width", "mlp_depth", "feature_dim"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"ModelConfig.{name} must be at least 1, got {getattr(self, name)}.")
@@ -154,7 +170,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        return config_from_dict(cls, values)
+        """Read a stored config; one stored before a field existed gets the value that reproduces its model."""
+        return config_from_dict(cls, {**BEFORE_FIELDS_EXISTED, **values})
 
 
 @dataclass
@@ -249,10 +266,13 @@ class DKLFM(nn.Module):
         self.features = (
             IdentityFeatures()
             if config.identity_features
-            else FeatureMap(in_features, config.mlp_width, config.feature_dim, config.mlp_depth)
+            else FeatureMap(in_features, config.mlp_width, config.feature_dim, config.mlp_depth,
+                            linear_features=config.linear_features, amplitude=config.amplitude_head)
         )
         self.kernel = make_base_kernel(
-            config.base_kernel, lengthscale=config.initial_lengthscale, period=config.initial_period
+            config.base_kernel, lengthscale=config.initial_lengthscale, period=config.initial_period,
+            linear_features=0 if config.identity_features else config.linear_features,
+            amplitude=config.amplitude_head and not config.identity_features,
         )
         raw_noise = inverse_softplus(config.initial_noise, MIN_NOISE_STD)
         self.latent_mean = nn.Parameter(torch.zeros((), dtype=torch.float64))
@@ -334,7 +354,7 @@ class DKLFM(nn.Module):
         points = torch.cat([points[::stride], points[-1:]]).to(self.latent_mean.device)
         periods = (points[-1:, -1] - points[:1, -1]) if self.phase else None
         with torch.no_grad():
-            phi = self._latent_features(points, periods)[0]
+            phi = self.kernel._parts(self._latent_features(points, periods)[0])[0]
             return float(torch.cdist(phi, phi).max())
 
     def set_lengthscale(self, value: float) -> None:

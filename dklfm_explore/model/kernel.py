@@ -32,6 +32,8 @@ MIN_SCALE = 1e-4
 """Floor of the kernel's output variance (standardised units): keeps K from collapsing to zero."""
 MIN_LENGTHSCALE = 1e-3
 """Floor of lengthscales and periods in feature space: below it the Gram matrix is numerically the identity."""
+LINEAR_INIT = 0.1
+"""Initial size of the linear-part features relative to a default-initialised layer's."""
 
 
 def positive(raw: torch.Tensor, floor: float) -> torch.Tensor:
@@ -55,21 +57,37 @@ class FeatureMap(nn.Module):
     width : int
         Hidden units per layer.
     out_features : int
-        Feature dimension seen by the base kernel.
+        Features of the kernel's stationary part.
     depth : int
         Number of hidden layers.
+    linear_features : int
+        Features of the kernel's linear part, after the stationary ones; their last-layer weights start at
+        :data:`LINEAR_INIT` of the default, so the kernel starts nearly stationary (not at 0: a product of two
+        zero features has no gradient).
+    amplitude : bool
+        One more, last, feature: the log amplitude of the point (its last-layer weights start at 0: amplitude 1).
 
-    Shapes: ``z : Tensor (..., point, in_features)`` -> ``Tensor (..., point, out_features)`` float64.
+    Shapes: ``z : Tensor (..., point, in_features)`` -> ``Tensor (..., point, out_features + linear_features
+    [+ 1])`` float64, the layout the base kernel built with the same ``linear_features`` and ``amplitude`` reads.
     """
 
-    def __init__(self, in_features: int, width: int, out_features: int, depth: int = 2):
+    def __init__(self, in_features: int, width: int, out_features: int, depth: int = 2, linear_features: int = 0,
+                 amplitude: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         size = in_features
         for _ in range(depth):
             layers += [nn.Linear(size, width), nn.Tanh()]
             size = width
-        layers.append(nn.Linear(size, out_features))
+        last = nn.Linear(size, out_features + linear_features + int(amplitude))
+        with torch.no_grad():
+            linear = slice(out_features, out_features + linear_features)
+            last.weight[linear].mul_(LINEAR_INIT)
+            last.bias[linear].mul_(LINEAR_INIT)
+            if amplitude:
+                last.weight[-1].zero_()
+                last.bias[-1].zero_()
+        layers.append(last)
         self.network = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -100,12 +118,23 @@ def _half_squared_distance(a: torch.Tensor, b: torch.Tensor, lengthscale: torch.
 
 
 class _ScaledKernel(nn.Module):
-    """Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors."""
+    """Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors, and the feature layout.
 
-    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15):
+    With ``linear_features`` ``L`` and ``amplitude``, a feature vector is ``[s (stationary), l (L), g (1)]`` and
+
+    .. math:: k(a, b) = e^{g_a + g_b} \left[k_0(s_a, s_b) + l_a \cdot l_b\right]
+
+    with ``k_0`` the subclass's stationary kernel: a positive-definite kernel whose linear part lets a latent
+    point covary with an output point with either sign (a force and the derivative-like response of an ODE
+    or PDE to it), and whose amplitude lets the variance vary over the mesh (outputs that start at 0).
+    """
+
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, linear_features: int = 0, amplitude: bool = False):
         super().__init__()
         self.raw_scale = nn.Parameter(torch.tensor(inverse_softplus(scale, MIN_SCALE), dtype=torch.float64))
         self.raw_lengthscale = nn.Parameter(torch.tensor(inverse_softplus(lengthscale, MIN_LENGTHSCALE), dtype=torch.float64))
+        self.linear_features = int(linear_features)
+        self.amplitude = bool(amplitude)
 
     @property
     def scale(self) -> torch.Tensor:
@@ -115,9 +144,31 @@ class _ScaledKernel(nn.Module):
     def lengthscale(self) -> torch.Tensor:
         return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
 
+    def _parts(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(stationary (..., n, S), linear (..., n, L) or None, log amplitude (..., n) or None)`` of features ``a``."""
+        end = a.shape[-1] - int(self.amplitude)
+        start = end - self.linear_features
+        return a[..., :start], (a[..., start:end] if self.linear_features else None), (a[..., -1] if self.amplitude else None)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
+        (a_s, a_l, a_g), (b_s, b_l, b_g) = self._parts(a), self._parts(b)
+        gram = self.stationary(a_s, b_s)
+        if a_l is not None:
+            gram = gram + a_l @ b_l.transpose(-1, -2)
+        if a_g is not None:
+            gram = gram * torch.exp(a_g.unsqueeze(-1) + b_g.unsqueeze(-2))
+        return gram
+
     def diag(self, a: torch.Tensor) -> torch.Tensor:
-        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64 (the scale, for stationary kernels)."""
-        return self.scale.expand(a.shape[:-1]).clone()
+        """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
+        _, linear, log_amplitude = self._parts(a)
+        value = self.scale.expand(a.shape[:-1]).clone()
+        if linear is not None:
+            value = value + linear.pow(2).sum(-1)
+        if log_amplitude is not None:
+            value = value * torch.exp(2.0 * log_amplitude)
+        return value
 
 
 class RBFKernel(_ScaledKernel):
@@ -133,8 +184,8 @@ class RBFKernel(_ScaledKernel):
         Initial lengthscale ``ell`` (feature units).
     """
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
+    def stationary(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``s exp(-|a - b|^2 / 2 ell^2)``, Tensor ``(..., n, m)``, of stationary features ``a (..., n, S)``, ``b (..., m, S)``."""
         return torch.exp(_half_squared_distance(a, b, self.lengthscale)) * self.scale
 
 
@@ -149,16 +200,17 @@ class PeriodicKernel(_ScaledKernel):
         Initial values (feature units for ``lengthscale`` and ``period``).
     """
 
-    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0):
-        super().__init__(scale, lengthscale)
+    def __init__(self, scale: float = 1.0, lengthscale: float = 0.15, period: float = 1.0, linear_features: int = 0,
+                 amplitude: bool = False):
+        super().__init__(scale, lengthscale, linear_features, amplitude)
         self.raw_period = nn.Parameter(torch.tensor(inverse_softplus(period, MIN_LENGTHSCALE), dtype=torch.float64))
 
     @property
     def period(self) -> torch.Tensor:
         return positive(self.raw_period, MIN_LENGTHSCALE)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Gram matrix ``Tensor (..., n, m)`` float64; uses ``sin^2(u - v) = (1 - cos u cos v - sin u sin v) / 2``."""
+    def stationary(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Gram matrix ``Tensor (..., n, m)`` of stationary features; uses ``sin^2(u - v) = (1 - cos u cos v - sin u sin v) / 2``."""
         angle_a = 2.0 * math.pi * a / self.period
         angle_b = 2.0 * math.pi * b / self.period
         agreement = torch.cos(angle_a) @ torch.cos(angle_b).transpose(-1, -2) + torch.sin(angle_a) @ torch.sin(angle_b).transpose(-1, -2)
