@@ -354,7 +354,7 @@ class DKLFM(nn.Module):
         points = torch.cat([points[::stride], points[-1:]]).to(self.latent_mean.device)
         periods = (points[-1:, -1] - points[:1, -1]) if self.phase else None
         with torch.no_grad():
-            phi = self.kernel._parts(self._latent_features(points, periods)[0])[0]
+            phi = self.kernel.feature_parts(self._latent_features(points, periods)[0])[0]
             return float(torch.cdist(phi, phi).max())
 
     def set_lengthscale(self, value: float) -> None:

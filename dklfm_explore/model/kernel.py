@@ -144,7 +144,7 @@ class _ScaledKernel(nn.Module):
     def lengthscale(self) -> torch.Tensor:
         return positive(self.raw_lengthscale, MIN_LENGTHSCALE)
 
-    def _parts(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def feature_parts(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(stationary (..., n, S), linear (..., n, L) or None, log amplitude (..., n) or None)`` of features ``a``."""
         end = a.shape[-1] - int(self.amplitude)
         start = end - self.linear_features
@@ -152,7 +152,7 @@ class _ScaledKernel(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Gram matrix ``Tensor (..., n, m)`` float64 of features ``a (..., n, F)`` and ``b (..., m, F)``."""
-        (a_s, a_l, a_g), (b_s, b_l, b_g) = self._parts(a), self._parts(b)
+        (a_s, a_l, a_g), (b_s, b_l, b_g) = self.feature_parts(a), self.feature_parts(b)
         gram = self.stationary(a_s, b_s)
         if a_l is not None:
             gram = gram + a_l @ b_l.transpose(-1, -2)
@@ -162,7 +162,7 @@ class _ScaledKernel(nn.Module):
 
     def diag(self, a: torch.Tensor) -> torch.Tensor:
         """``k(a_i, a_i)``, Tensor ``(..., n)`` float64."""
-        _, linear, log_amplitude = self._parts(a)
+        _, linear, log_amplitude = self.feature_parts(a)
         value = self.scale.expand(a.shape[:-1]).clone()
         if linear is not None:
             value = value + linear.pow(2).sum(-1)
