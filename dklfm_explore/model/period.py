@@ -40,18 +40,40 @@ for these degrees of freedom)."""
 MIN_SPACINGS = 4.0
 
 
-def _residuals(time: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, periods: torch.Tensor, harmonics: int) -> torch.Tensor:
+def _design(time: torch.Tensor, periods: torch.Tensor, harmonics: int) -> torch.Tensor:
+    """``[1, cos(2 pi k t / p), sin(2 pi k t / p)]`` for ``k = 1..harmonics``, transposed: ``(task, candidate, 1 + 2 harmonics, time)``.
+
+    The higher harmonics come from the first by the angle-addition recurrence (two trigonometric calls instead of
+    ``2 harmonics``; its rounding error grows as ``k`` times the double epsilon).
+    """
+    angle = 2.0 * math.pi * time[None, None, :] / periods[:, :, None]
+    design = angle.new_empty(*angle.shape[:2], 1 + 2 * harmonics, angle.shape[-1])
+    design[:, :, 0] = 1.0
+    cosine, sine = design[:, :, 1], design[:, :, 1 + harmonics]
+    torch.cos(angle, out=cosine)
+    torch.sin(angle, out=sine)
+    for k in range(1, harmonics):
+        torch.sub(design[:, :, k] * cosine, design[:, :, harmonics + k] * sine, out=design[:, :, k + 1])
+        torch.add(design[:, :, harmonics + k] * cosine, design[:, :, k] * sine, out=design[:, :, harmonics + k + 1])
+    return design
+
+
+def _residuals(time: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, periods: torch.Tensor, harmonics: int,
+               complete: bool = False) -> torch.Tensor:
     """Weighted least-squares residual of each task's outputs for each candidate period.
 
     ``time (time,)``, ``y`` and ``weight`` ``(task, output, time)``, ``periods (task, candidate)``;
-    returns ``(task, candidate)``, summed over outputs.
+    returns ``(task, candidate)``, summed over outputs.  ``complete``: every weight is 1 (nothing missing), so
+    the outputs of a task share one Gram matrix.
     """
-    orders = torch.arange(1, harmonics + 1, dtype=time.dtype, device=time.device)
-    angle = 2.0 * math.pi * time[None, None, :, None] * orders / periods[:, :, None, None]
-    design = torch.cat([torch.ones_like(angle[..., :1]), torch.cos(angle), torch.sin(angle)], dim=-1)
-    weighted = design[:, None] * weight[:, :, None, :, None]
-    gram = weighted.transpose(-1, -2) @ design[:, None]
-    moment = (weighted * y[:, :, None, :, None]).sum(-2)
+    design = _design(time, periods, harmonics)
+    if complete:
+        gram = (design @ design.transpose(-1, -2))[:, None]
+        weighted = design[:, None]
+    else:
+        weighted = design[:, None] * weight[:, :, None, None, :]
+        gram = weighted @ design[:, None].transpose(-1, -2)
+    moment = (weighted @ y[:, :, None, :, None]).squeeze(-1)
     ridge = 1e-9 * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device) * gram.diagonal(dim1=-2, dim2=-1).amax(-1)[..., None, None]
     coefficients = torch.linalg.solve(gram + ridge, moment.unsqueeze(-1)).squeeze(-1)
     explained = (coefficients * moment).sum(-1)
@@ -93,7 +115,8 @@ def estimate_periods(time: torch.Tensor, y: torch.Tensor, bounds: tuple[float, f
         low, high = float(bounds[0]), float(bounds[1])
     grid = lambda a, b, n: torch.logspace(math.log10(a), math.log10(b), n, dtype=torch.float64, device=y.device)  # noqa: E731
     coarse = grid(low, high, COARSE_CANDIDATES).expand(y.shape[0], -1)
-    first = coarse.gather(1, _residuals(time, values, weight, coarse, 1).argmin(1, keepdim=True))
+    complete = bool(observed.all())
+    first = coarse.gather(1, _residuals(time, values, weight, coarse, 1, complete).argmin(1, keepdim=True))
     fine = grid(1.0 / FINE_SPREAD, FINE_SPREAD, FINE_CANDIDATES)
     n_values = weight.sum((1, 2))
     best_period = best_residual = best_parameters = None
@@ -101,7 +124,7 @@ def estimate_periods(time: torch.Tensor, y: torch.Tensor, bounds: tuple[float, f
         harmonics = int(round(HARMONICS * multiple / MULTIPLES[0]))
         parameters = (1 + 2 * harmonics) * y.shape[1]
         candidates = (multiple * first * fine).clamp(low, high)
-        residual, index = _residuals(time, values, weight, candidates, harmonics).min(1)
+        residual, index = _residuals(time, values, weight, candidates, harmonics, complete).min(1)
         period = candidates.gather(1, index[:, None]).squeeze(1)
         if best_period is None:
             best_period, best_residual, best_parameters = period, residual, torch.full_like(residual, parameters)
