@@ -32,7 +32,7 @@ from .data import Normaliser, TaskSet
 from .devices import resolve_device
 from .distributed import DataParallel, SingleProcess
 from .ood import reference_from_standardised
-from .errors import CholeskyError, InvalidInputError, TrainingDivergedError
+from .errors import CholeskyError, InvalidInputError, TrainingDivergedError, UnknownNameError
 from .metrics import COVERAGE_Z
 from .model.dklfm import RELATIVE_LENGTHSCALE, DKLFM, ModelConfig
 from .model.kernel import MIN_LENGTHSCALE
@@ -481,11 +481,28 @@ def _validation_score(model: DKLFM, validation: Standardised | None, epoch: int)
         return None, f"Validation after epoch {epoch} failed: {error}"
 
 
+def default_time_input(data: TrainingData) -> str:
+    """``"phase"`` for tasks over time only whose spec draws a periodic force, else ``"time"``.
+
+    A periodic force makes periodic outputs: the phase input (:class:`~dklfm_explore.model.dklfm.ModelConfig`) lets
+    features beyond the training window repeat those inside it, as the paper's periodic kernel for Lotka-Volterra did.
+    Tasks without a spec (a file without one, a system not registered here) get ``"time"``.
+    """
+    spec = data.provenance.get("spec")
+    if data.input_dim != 1 or spec is None:
+        return "time"
+    try:
+        prior = SimulationSpec.from_dict(spec).resolved().force_prior
+    except (InvalidInputError, UnknownNameError):
+        return "time"
+    return "phase" if prior is not None and prior.kernel == "periodic" else "time"
+
+
 def _complete(model_config: ModelConfig | None, data: TrainingData) -> ModelConfig:
     """Fill ``n_outputs`` and ``input_dim`` from the data and check given values against it."""
     model_config = model_config or ModelConfig()
     if model_config.time_input is None:
-        model_config = replace(model_config, time_input="time")
+        model_config = replace(model_config, time_input=default_time_input(data))
     if model_config.n_outputs is not None and model_config.n_outputs != data.n_outputs:
         raise InvalidInputError(f"ModelConfig.n_outputs is {model_config.n_outputs} but the tasks have {data.n_outputs} outputs.")
     if model_config.input_dim is not None and model_config.input_dim != data.input_dim:

@@ -4,7 +4,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from dklfm_explore.bench import FAMILIES, ROW_KEYS, main
 
@@ -103,3 +105,22 @@ def test_a_later_run_of_a_family_replaces_the_earlier_one_only_when_asked(tmp_pa
     assert joined["header"]["parts"][0]["superseded"] == ["transcription"]
     assert "superseded" not in joined["header"]["parts"][1]
     assert joined["learning_curve"] == earlier["learning_curve"]
+
+
+def test_extrapolation_is_scored_beyond_the_observed_window_only():
+    from dklfm_explore.bench.harness import scored_from
+    from dklfm_explore.metrics import latent_metrics
+    from dklfm_explore.simulate import simulate
+
+    tasks = simulate("lotka-volterra", 2, n_points=21, t_range=(0.0, 20.0), seed=3)
+    beyond = scored_from(tasks, 10.0)
+    time = tasks.dataset["time"].values
+    assert np.isnan(beyond.dataset["f"].values[:, time < 10.0]).all()
+    assert np.array_equal(beyond.dataset["f"].values[:, time >= 10.0], tasks.dataset["f"].values[:, time >= 10.0])
+    assert np.isnan(beyond.dataset["y_clean"].values[..., time < 10.0]).all()
+    assert np.array_equal(beyond.dataset["y"].values, tasks.dataset["y"].values, equal_nan=True)
+    truth = tasks.dataset["f"]
+    wrong_early = truth.copy(data=np.where(time < 10.0, truth.values + 5.0, truth.values))
+    result = xr.Dataset({"latent_mean": wrong_early, "latent_std": xr.ones_like(truth)})
+    assert latent_metrics(result, beyond.dataset["f"], 1.0)["latent_mse"] == 0.0
+    assert latent_metrics(result, truth, 1.0)["latent_mse"] == pytest.approx(25.0 * (time < 10.0).mean())

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dklfm_explore import simulate
+from dklfm_explore.data import TaskSet
 from dklfm_explore.errors import InvalidInputError, TrainingDivergedError
 from dklfm_explore.model import DKLFM, ModelConfig
 from dklfm_explore.train import TrainingConfig, TrainingProgress, train
@@ -137,3 +138,24 @@ def test_bad_inputs_are_clear_errors(transcription):
         train(type(train_tasks)(train_tasks.dataset.drop_vars("f")), TrainingConfig(epochs=1))
     with pytest.raises(InvalidInputError, match="learning_rate"):
         train(train_tasks, TrainingConfig(learning_rate=0))
+
+
+def test_a_periodic_force_gets_the_phase_input_unless_the_config_says_otherwise():
+    import torch
+
+    from dklfm_explore.sources import task_set_source
+    from dklfm_explore.train import default_time_input
+
+    def data(tasks):
+        return task_set_source(tasks, TrainingConfig(), None, torch.device("cpu"))
+
+    predator_prey = simulate("lotka-volterra", 4, n_points=20, seed=0)
+    assert default_time_input(data(predator_prey)) == "phase"
+    assert default_time_input(data(simulate("transcription", 4, n_points=10, seed=0))) == "time"
+    assert default_time_input(data(simulate("reaction-diffusion", 4, grid=(6, 6), seed=0))) == "time"
+    unspecified = predator_prey.dataset.copy()
+    unspecified.attrs = {key: value for key, value in unspecified.attrs.items() if key not in ("spec", "system")}
+    assert default_time_input(data(TaskSet(unspecified))) == "time"
+    config = TrainingConfig(epochs=1, batch_size=4, seed=0)
+    assert train(predator_prey, config).model_config.time_input == "phase"
+    assert train(predator_prey, config, ModelConfig(time_input="time")).model_config.time_input == "time"

@@ -118,7 +118,7 @@ def _half_squared_distance(a: torch.Tensor, b: torch.Tensor, lengthscale: torch.
 
 
 class _ScaledKernel(nn.Module):
-    """Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors, and the feature layout.
+    r"""Learned output variance ``scale`` and ``lengthscale``, positive via softplus with floors, and the feature layout.
 
     With ``linear_features`` ``L`` and ``amplitude``, a feature vector is ``[s (stationary), l (L), g (1)]`` and
 
