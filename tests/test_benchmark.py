@@ -124,3 +124,21 @@ def test_extrapolation_is_scored_beyond_the_observed_window_only():
     result = xr.Dataset({"latent_mean": wrong_early, "latent_std": xr.ones_like(truth)})
     assert latent_metrics(result, beyond.dataset["f"], 1.0)["latent_mse"] == 0.0
     assert latent_metrics(result, truth, 1.0)["latent_mse"] == pytest.approx(25.0 * (time < 10.0).mean())
+
+
+def test_targets_say_met_missed_or_not_run_from_the_rows():
+    from dklfm_explore.bench.report import check_targets
+
+    def row(family, method, mse, coverage=0.95):
+        return {"family": family, "method": method, "latent_mse": mse, "coverage95": coverage, "infer_ms_per_instance": 1.0}
+
+    targets = {t["target"]: t for t in check_targets(
+        [row("lotka-volterra-extrapolation", "dklfm", 0.499), row("transcription", "dklfm", 0.09, 0.80),
+         row("transcription", "per-task-lfm", 0.1), row("reaction-diffusion", "dklfm", 0.2), row("reaction-diffusion", "exact-lfm", 0.03)], [])}
+    assert targets["lotka-volterra-extrapolation: DKLFM latent MSE on [T, 2T] <= 0.5"]["met"] is True
+    assert targets["transcription: DKLFM latent MSE <= 0.8 x per-task LFM"]["met"] is False
+    assert targets["transcription: DKLFM 95% coverage in [0.85, 0.99]"]["met"] is False
+    assert targets["reaction-diffusion: DKLFM latent MSE <= max(exact + 0.1, 2 x exact)"]["measured"] == "0.2000 vs bound 0.1300"
+    assert targets["transcription-linear: DKLFM latent MSE <= max(exact + 0.05, 2 x exact)"]["met"] is None
+    missed = check_targets([row("lotka-volterra-extrapolation", "dklfm", 0.51)], [])
+    assert [t["met"] for t in missed if t["target"].startswith("lotka-volterra-extrapolation: DKLFM latent")] == [False]

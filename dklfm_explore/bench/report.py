@@ -41,6 +41,9 @@ def check_targets(rows: list[dict], curve: list[dict]) -> list[dict]:
         bound = None if None in (d, e) else max(e + slack, 2 * e)
         add(f"{family}: DKLFM latent MSE <= max(exact + {slack}, 2 x exact)",
             None if bound is None else f"{d:.4f} vs bound {bound:.4f}", None if bound is None else d <= bound)
+    d = get("lotka-volterra-extrapolation", "dklfm", "latent_mse")
+    add("lotka-volterra-extrapolation: DKLFM latent MSE on [T, 2T] <= 0.5", None if d is None else f"{d:.4f}",
+        None if d is None else d <= 0.5)
     for family in FAMILIES:
         c = get(family, "dklfm", "coverage95")
         add(f"{family}: DKLFM 95% coverage in [0.85, 0.99]", None if c is None else f"{c:.3f}", None if c is None else 0.85 <= c <= 0.99)
