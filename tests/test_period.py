@@ -51,3 +51,18 @@ def test_a_phase_model_predicts_the_same_force_one_period_apart():
 def test_phase_input_needs_a_time_only_mesh():
     with pytest.raises(Exception, match="time-only"):
         ModelConfig(n_outputs=1, input_dim=2, time_input="phase").validate()
+
+
+def test_the_fully_observed_shortcut_and_the_recurrence_match_the_direct_fit():
+    from dklfm_explore.model.period import _design, _residuals
+
+    periods = torch.tensor([[4.0, 6.5, 11.0], [5.0, 7.0, 9.0]], dtype=torch.float64)
+    design = _design(TIME, periods, 12)
+    angle = 2 * math.pi * TIME[None, None, None, :] * torch.arange(1, 13, dtype=torch.float64)[None, None, :, None] / periods[..., None, None]
+    assert torch.allclose(design[:, :, 1:13], torch.cos(angle), atol=1e-12)
+    assert torch.allclose(design[:, :, 13:], torch.sin(angle), atol=1e-12)
+    y = torch.cat([_curves([6.5]), 0.5 * _curves([6.5], phase=1.0)], dim=1).expand(2, -1, -1)
+    ones = torch.ones_like(y)
+    shortcut, weighted = _residuals(TIME, y, ones, periods, 6, complete=True), _residuals(TIME, y, ones, periods, 6)
+    assert torch.allclose(shortcut, weighted, rtol=1e-9, atol=1e-12)
+    assert shortcut[0, 1] < 1e-6 * shortcut[0, 0]  # the true period fits exactly; a wrong one leaves a residual
