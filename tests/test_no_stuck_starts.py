@@ -49,11 +49,11 @@ def test_default_training_leaves_the_prior(system):
     assert _held_out_mse(system, 2, ModelConfig()) < MARGINS[system]
 
 
-MEASURED = {"transcription": 0.39, "transcription-linear": 0.08, "lotka-volterra": 0.89, "reaction-diffusion": 0.55, "test-saturating-decay": 0.24}
+MEASURED = {"transcription": 0.31, "transcription-linear": 0.09, "lotka-volterra": 0.59, "reaction-diffusion": 0.53, "test-saturating-decay": 0.16}
 MARGINS = {
     "transcription": 0.6,
     "transcription-linear": 0.3,
-    "lotka-volterra": 0.95,  # in-window only; barely under the prior: Lotka-Volterra is not solved (docs/tuning.md)
+    "lotka-volterra": 0.8,  # in-window only; 0.89 with the stationary kernel and the time input (docs/tuning.md, seventh round)
     "reaction-diffusion": 0.8,
     "test-saturating-decay": 0.5,
 }
