@@ -499,7 +499,8 @@ def default_time_input(data: TrainingData) -> str:
 
 
 def _complete(model_config: ModelConfig | None, data: TrainingData) -> ModelConfig:
-    """Fill ``n_outputs`` and ``input_dim`` from the data and check given values against it."""
+    """Fill ``n_outputs``, ``input_dim`` and an unset ``time_input`` (:func:`default_time_input`) from the data;
+    raise InvalidInputError where a given value contradicts it."""
     model_config = model_config or ModelConfig()
     if model_config.time_input is None:
         model_config = replace(model_config, time_input=default_time_input(data))
