@@ -1,4 +1,4 @@
-"""Refining per task: the warm-started per-task LFM improves the amortised answer, on any ODE, and says where it cannot."""
+"""Refining per task: the warm-started per-task LFM improves a weak amortised answer, on any ODE, and says where it cannot."""
 
 import warnings
 
@@ -34,11 +34,21 @@ def transcription():
     return model, tasks, _quiet_infer(model, tasks, refine=True)
 
 
-def test_refined_transcription_improves_on_the_first_answer(transcription):
-    model, tasks, refined = transcription
+@pytest.fixture(scope="module")
+def weak_start():
+    """A small model trained for seconds, whose first answer is far from what a per-task fit reaches."""
+    model = train(simulate("transcription", 64, n_points=30, seed=0), TrainingConfig(epochs=4, batch_size=16, seed=0), SMALL_MODEL)
+    tasks = simulate("transcription", 3, n_points=30, seed=1)
+    return tasks, _quiet_infer(model, tasks, refine=True)
+
+
+def test_refining_improves_a_weak_first_answer(weak_start):
+    tasks, refined = weak_start
     first, after = _mse(refined["amortised_latent_mean"], tasks), _mse(refined["latent_mean"], tasks)
-    # Measured 0.110 -> 0.010 on these 3 tasks (20 tasks: 0.215 -> 0.098); asking for half the first answer's error
-    # leaves a wide margin yet fails a fit that stayed at, or drifted away from, its warm start.
+    # Measured 0.178 -> 0.013 on these 3 tasks; asking for half the first answer's error leaves a wide margin yet
+    # fails a fit that stayed at, or drifted away from, its warm start.  The bundled model's first answer is
+    # already at the per-task LFM's level (0.090 against 0.109 on the benchmark's 20 tasks, refined 0.099:
+    # docs/beyond.md), so it cannot show what refining adds.
     assert after <= 0.5 * first
     assert refined.attrs["refined"] == 1 and refined.attrs["first_answer_ms_per_task"] > 0
 

@@ -34,11 +34,10 @@ PRETRAINED_MODELS: dict[str, PretrainedModel] = {
         system="transcription",
         file="transcription_p53.pt",
         commands=(
-            "dklfm simulate transcription --tasks 512 --points 30 --seed 0 --out runs/transcription.nc",
-            "dklfm train runs/transcription.nc --out dklfm_explore/datasets/data/transcription_p53.pt --seed 0 --max-minutes 6",
+            "dklfm train transcription --points 30 --out dklfm_explore/datasets/data/transcription_p53.pt --seed 0 --max-minutes 6",
         ),
-        description="DKLFM trained on 512 simulated transcription tasks (5 p53 target genes, 0-12 h, 30 points), "
-        "kinetics around the p53 network's published values.",
+        description="DKLFM trained for 6 CPU minutes on fresh simulated transcription tasks (5 p53 target genes, "
+        "0-12 h, 30 points), kinetics around the p53 network's published values.",
     ),
 }
 
